@@ -1,0 +1,3 @@
+from vmforge.cli import main
+
+main()

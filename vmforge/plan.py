@@ -1,0 +1,267 @@
+"""The plan: the spec with every ``auto`` resolved and every path decided.
+
+Computed once per command from the spec plus what was inspected (the ISO's Windows family,
+host facts).  Commands act on the plan, never on raw spec values.  Its hash, recorded in the
+VM's state, tells a later run whether what it is resuming still matches.
+
+Later issues add resolution steps here (domain capabilities, package sets, guard profiles).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vmforge.errors import SpecError
+from vmforge.paths import data_home, vm_dir
+from vmforge.spec import (
+    DiskBus,
+    Firmware,
+    IvshmemModel,
+    NetworkType,
+    OsKind,
+    Spec,
+    Toggle,
+    VirtType,
+    WindowsFamily,
+    stable_hash,
+)
+from vmforge.units import next_pow2
+
+SYSTEM_POOL_DIR = Path("/var/lib/vmforge/images")
+SHM_DIR = Path("/dev/shm")  # noqa: S108 - where QEMU creates ivshmem backing files
+IVSHMEM_OVERHEAD = 4 * 1024**2
+
+# Families whose installers need the legacy shapes.
+LEGACY_FAMILIES = frozenset({WindowsFamily.W7})
+# Windows 11 checks for secure boot and TPM 2.0 at setup.
+SECURE_BOOT_FAMILIES = frozenset({WindowsFamily.W11})
+TPM_FAMILIES = frozenset({WindowsFamily.W11})
+
+
+@dataclass(frozen=True)
+class MediaFacts:
+    """What ISO inspection found that the plan depends on (filled by the media module)."""
+
+    family: WindowsFamily
+    iso_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class DiskPlan:
+    size: int
+    bus: str
+    pool: str
+    pool_dir: Path | None  # None: the pool must already exist on a remote host
+    volume: str
+    format: str = "qcow2"
+
+
+@dataclass(frozen=True)
+class IvshmemPlan:
+    name: str
+    size: int
+    model: IvshmemModel
+    path: Path
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    os: OsKind
+    connect: str
+    system_uri: bool
+    virt_type: VirtType
+    memory: int
+    vcpus: int
+    cpu_mode: str
+    firmware: Firmware
+    tpm: bool
+    family: WindowsFamily | None
+    computer_name: str | None
+    disk: DiskPlan
+    network: NetworkType
+    network_source: str
+    display_width: int
+    display_height: int
+    display_heads: int
+    ivshmem: IvshmemPlan | None
+    vm_dir: Path
+    spec_hash: str
+    notes: tuple[str, ...] = field(default=())
+
+    def to_data(self) -> dict[str, Any]:
+        def convert(value: Any) -> Any:
+            if isinstance(value, Path):
+                return str(value)
+            if isinstance(value, dict):
+                return {k: convert(v) for k, v in value.items()}
+            if isinstance(value, list | tuple):
+                return [convert(v) for v in value]
+            if hasattr(value, "value") and isinstance(value.value, str):
+                return value.value
+            return value
+
+        return {k: convert(v) for k, v in dataclasses.asdict(self).items()}
+
+    def digest(self) -> str:
+        return stable_hash(self.to_data())
+
+
+def resolve_plan(
+    spec: Spec,
+    *,
+    media: MediaFacts | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Plan:
+    """Resolve every ``auto`` in ``spec``; ``media`` carries what ISO inspection found."""
+    env = os.environ if env is None else env
+    notes: list[str] = []
+    family = _resolve_family(spec, media)
+    firmware = _resolve_firmware(spec, family)
+    tpm = _resolve_tpm(spec, family)
+    if tpm and spec.os is OsKind.WINDOWS and firmware is Firmware.BIOS and family in TPM_FAMILIES:
+        notes.append("Windows 11 on BIOS firmware installs only with the hardware-check bypass")
+    system_uri = _is_system_uri(spec.vm.connect)
+    return Plan(
+        name=spec.vm.name,
+        os=spec.os,
+        connect=spec.vm.connect,
+        system_uri=system_uri,
+        virt_type=spec.vm.virt_type,
+        memory=spec.vm.memory,
+        vcpus=spec.vm.vcpus,
+        cpu_mode=_resolve_cpu(spec),
+        firmware=firmware,
+        tpm=tpm,
+        family=family,
+        computer_name=_resolve_computer_name(spec),
+        disk=DiskPlan(
+            size=spec.disk.size,
+            bus=_resolve_disk_bus(spec, family).value,
+            pool=spec.disk.pool,
+            pool_dir=_pool_dir(spec.vm.connect, env),
+            volume=f"{spec.vm.name}.qcow2",
+        ),
+        network=spec.network.type,
+        network_source=spec.network.source,
+        display_width=spec.display.width,
+        display_height=spec.display.height,
+        display_heads=spec.display.heads,
+        ivshmem=_resolve_ivshmem(spec),
+        vm_dir=vm_dir(spec.vm.name, env),
+        spec_hash=spec.digest(),
+        notes=tuple(notes),
+    )
+
+
+def _resolve_family(spec: Spec, media: MediaFacts | None) -> WindowsFamily | None:
+    if spec.os is OsKind.PROBE:
+        return None
+    if spec.windows.family is not WindowsFamily.AUTO:
+        if media is not None and media.family is not spec.windows.family:
+            raise SpecError(
+                f"windows.family = '{spec.windows.family.value}' but the ISO holds Windows {media.family.value}",
+                hint="remove windows.family (the ISO decides) or use the matching ISO",
+            )
+        return spec.windows.family
+    if media is not None:
+        return media.family
+    needs = [
+        name
+        for name, value in (
+            ("vm.firmware", spec.vm.firmware),
+            ("vm.tpm", spec.vm.tpm),
+            ("disk.bus", spec.disk.bus),
+        )
+        if value.value == "auto"
+    ]
+    if not needs:
+        return None
+    raise SpecError(
+        f"{', '.join(needs)} = 'auto' needs the Windows family, and neither windows.iso nor windows.family gives it",
+        hint="set windows.iso to the installer ISO (it is inspected), or set windows.family, "
+        "e.g. --set windows.family=11",
+    )
+
+
+def _resolve_firmware(spec: Spec, family: WindowsFamily | None) -> Firmware:
+    if spec.vm.firmware is not Firmware.AUTO:
+        return spec.vm.firmware
+    if spec.os is OsKind.PROBE or family is None or family in LEGACY_FAMILIES:
+        return Firmware.BIOS
+    if family in SECURE_BOOT_FAMILIES:
+        return Firmware.UEFI_SECURE
+    return Firmware.UEFI
+
+
+def _resolve_tpm(spec: Spec, family: WindowsFamily | None) -> bool:
+    if spec.vm.tpm is Toggle.ON:
+        return True
+    if spec.vm.tpm is Toggle.OFF:
+        return False
+    return family in TPM_FAMILIES
+
+
+def _resolve_disk_bus(spec: Spec, family: WindowsFamily | None) -> DiskBus:
+    if spec.disk.bus is not DiskBus.AUTO:
+        return spec.disk.bus
+    if family in LEGACY_FAMILIES:
+        return DiskBus.SATA
+    return DiskBus.VIRTIO
+
+
+def _resolve_cpu(spec: Spec) -> str:
+    if spec.vm.cpu != "auto":
+        return spec.vm.cpu
+    # host-passthrough fails under TCG; 'maximum' is every feature the accelerator offers.
+    return "host-passthrough" if spec.vm.virt_type is VirtType.KVM else "maximum"
+
+
+def _resolve_computer_name(spec: Spec) -> str | None:
+    if spec.os is OsKind.PROBE:
+        return None
+    if spec.windows.computer_name:
+        return spec.windows.computer_name
+    cleaned = re.sub(r"[^A-Za-z0-9-]", "-", spec.vm.name).strip("-")[:15].strip("-")
+    return cleaned.upper() or "VMFORGE"
+
+
+def _resolve_ivshmem(spec: Spec) -> IvshmemPlan | None:
+    if not spec.ivshmem.enabled:
+        return None
+    name = f"vmforge-{spec.vm.name}" if spec.ivshmem.name == "auto" else spec.ivshmem.name
+    size = spec.ivshmem.size
+    if size == "auto":
+        size = ivshmem_auto_size(spec.display.width, spec.display.height)
+    assert isinstance(size, int)
+    return IvshmemPlan(name=name, size=size, model=spec.ivshmem.model, path=SHM_DIR / name)
+
+
+def ivshmem_auto_size(width: int, height: int) -> int:
+    """Three BGRA frames with 256-byte aligned rows plus 4 MiB, rounded up to a power of two.
+
+    The Looking Glass sizing rule: 1080p 32 MiB, 1440p 64, 4K 128, 5K 256, 8K 512.
+    """
+    pitch = math.ceil(width * 4 / 256) * 256
+    return next_pow2(pitch * height * 3 + IVSHMEM_OVERHEAD)
+
+
+def _is_system_uri(uri: str) -> bool:
+    return uri.split("?", 1)[0].endswith("/system")
+
+
+def _pool_dir(uri: str, env: Mapping[str, str]) -> Path | None:
+    scheme_host = uri.split("://", 1)[1] if "://" in uri else ""
+    if scheme_host and not scheme_host.startswith("/"):
+        return None  # a remote host: its pool must exist there
+    if _is_system_uri(uri):
+        return SYSTEM_POOL_DIR
+    # qemu:///session: QEMU runs as the user and can read the user's data dir.
+    return data_home(env) / "images"
