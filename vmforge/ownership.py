@@ -4,7 +4,7 @@ Domains and networks carry a ``<metadata>`` child in vmforge's XML namespace::
 
     <vmforge:owner xmlns:vmforge="https://vmforge.dev/xmlns/owner/1" vm="win11"
                    version="0.1.0" spec-hash="…" plan-hash="…" created="…">
-      <vmforge:volume pool="vmforge" name="win11.qcow2" key="/var/lib/vmforge/images/win11.qcow2"/>
+      <volume pool="vmforge" name="win11.qcow2" key="/var/lib/vmforge/images/win11.qcow2"/>
     </vmforge:owner>
 
 libvirt's storage pool and volume XML has no ``<metadata>`` element (see storagepool.rng and
@@ -48,17 +48,23 @@ class OwnerTag:
     version: str = __version__
     volumes: tuple[VolumeRef, ...] = field(default=())
 
-    def to_xml(self) -> str:
-        """The ``<vmforge:owner>`` element, ready for ``<metadata>`` or ``setMetadata``."""
-        nsmap = {PREFIX: NAMESPACE}
-        root = etree.Element(f"{{{NAMESPACE}}}owner", nsmap=nsmap)
+    def to_xml(self, *, namespaced: bool = True) -> str:
+        """The ``<vmforge:owner>`` element for a ``<metadata>`` block.
+
+        ``namespaced=False`` gives the bare element ``setMetadata`` wants (libvirt adds the
+        namespace itself).  Child elements are unqualified either way.
+        """
+        if namespaced:
+            root = etree.Element(f"{{{NAMESPACE}}}owner", nsmap={PREFIX: NAMESPACE})
+        else:
+            root = etree.Element("owner")
         root.set("vm", self.vm)
         root.set("version", self.version)
         root.set("spec-hash", self.spec_hash)
         root.set("plan-hash", self.plan_hash)
         root.set("created", self.created)
         for volume in self.volumes:
-            child = etree.SubElement(root, f"{{{NAMESPACE}}}volume")
+            child = etree.SubElement(root, "volume")
             child.set("pool", volume.pool)
             child.set("name", volume.name)
             child.set("key", volume.key)
@@ -84,8 +90,7 @@ def read_owner(object_xml: str) -> OwnerTag | None:
         created=element.get("created", ""),
         version=element.get("version", ""),
         volumes=tuple(
-            VolumeRef(v.get("pool", ""), v.get("name", ""), v.get("key", ""))
-            for v in element.findall(f"{{{NAMESPACE}}}volume")
+            VolumeRef(v.get("pool", ""), v.get("name", ""), v.get("key", "")) for v in element.findall("volume")
         ),
     )
 
@@ -129,7 +134,7 @@ def set_domain_owner(dom: Any, tag: OwnerTag) -> None:
     if dom.isActive():
         flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
     with libvirt_errors(f"tagging domain {dom.name()}"):
-        dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, tag.to_xml(), PREFIX, NAMESPACE, flags)
+        dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, tag.to_xml(namespaced=False), PREFIX, NAMESPACE, flags)
 
 
 def is_owned_pool_dir(path: Path) -> bool:
