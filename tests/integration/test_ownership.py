@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -41,10 +42,8 @@ def define(libvirt_conn: Any):
 
     yield _define
     for dom in made:
-        try:
+        with contextlib.suppress(libvirt.libvirtError):
             dom.undefine()
-        except libvirt.libvirtError:
-            pass
 
 
 def tag_for(name: str) -> OwnerTag:
