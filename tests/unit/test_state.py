@@ -102,9 +102,8 @@ def test_lock_excludes_a_second_process(tmp_path: Path) -> None:
         out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
         assert out.stdout.startswith("BUSY")
         assert f"pid {os.getpid()}" in out.stdout
-        with pytest.raises(BusyError):  # also within one process
-            with d.lock():
-                pass
+        with pytest.raises(BusyError), d.lock():  # also within one process
+            pass
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "GOT"
 
