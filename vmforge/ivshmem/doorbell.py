@@ -22,6 +22,7 @@ from vmforge.ivshmem.errors import ChannelError, ChannelTimeout
 PROTOCOL_VERSION = 0
 MSG = struct.Struct("<q")
 SHM_FD_ID = -1
+VECTOR_GRACE = 1.0  # seconds to wait for the remaining vectors of a join
 
 
 def write_eventfd(fd: int) -> None:
@@ -122,12 +123,14 @@ class IvshmemClient:
             if got_fd is None:
                 self._leave(got_id)
                 events.append(PeerEvent(got_id, joined=False))
-            else:
-                fds = self.peers.setdefault(got_id, [])
-                fds.append(got_fd)
-                if len(fds) == 1:
-                    events.append(PeerEvent(got_id, joined=True))
-            wait = 0.0
+                wait = 0.0
+                continue
+            fds = self.peers.setdefault(got_id, [])
+            fds.append(got_fd)
+            if len(fds) == 1:
+                events.append(PeerEvent(got_id, joined=True))
+            # a join is one message per vector: wait for the rest of them
+            wait = VECTOR_GRACE if len(fds) < len(self.vectors) else 0.0
 
     def _leave(self, peer_id: int) -> None:
         for fd in self.peers.pop(peer_id, []):

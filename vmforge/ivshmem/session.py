@@ -220,9 +220,15 @@ class Session:
             if int(self._guest_session.value) != self.session_id:
                 return PeerState.WAITING
             state = self.guest_state()
+            major, minor = struct.unpack_from("<HH", self.shm.buf, OFF_GUEST_VERSION_MAJOR)
             if state is GuestState.REFUSED_VERSION:
-                major, minor = struct.unpack_from("<HH", self.shm.buf, OFF_GUEST_VERSION_MAJOR)
-                check_version(major, minor, "the guest peer")
+                ours = struct.unpack_from("<HH", self.shm.buf, OFF_VERSION_MAJOR)
+                raise VersionMismatch(
+                    f"the guest peer speaks shared-memory layout version {major}.{minor} and refused this "
+                    f"session's version {ours[0]}.{ours[1]}",
+                    hint="update the guest peer (or the host) so both speak the same major layout version",
+                )
+            check_version(major, minor, "the guest peer")
             if state is GuestState.DETACHED:
                 return PeerState.GONE
         else:
