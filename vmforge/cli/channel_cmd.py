@@ -16,7 +16,7 @@ from vmforge.ivshmem.backing import open_shared_memory
 from vmforge.ivshmem.bench import BenchConfig, run_bench
 from vmforge.ivshmem.echo import check_channel, run_echo_peer
 from vmforge.ivshmem.server import IvshmemServer
-from vmforge.plan import resolve_plan
+from vmforge.plan import resolve_ivshmem
 from vmforge.spec import Overrides, load_spec
 from vmforge.units import parse_size
 
@@ -60,16 +60,16 @@ def check(
     using it), waits for the guest peer to attach, then checks echo and a full-size frame.
     """
     loaded, _ = load_spec(spec_path, Overrides(sets, fields={"vm.name": name}))
-    plan = resolve_plan(loaded)
+    ivshmem = resolve_ivshmem(loaded)
     if shm_path is None:
-        if plan.ivshmem is None:
+        if ivshmem is None:
             raise UsageError(
                 f"VM {name!r} has no ivshmem device in its spec",
                 hint="set ivshmem.enabled = true in the spec, or pass --shm PATH",
             )
-        shm_path = plan.ivshmem.path
-    width, height = _resolution(resolution) if resolution else (plan.display_width, plan.display_height)
-    size = plan.ivshmem.size if plan.ivshmem is not None else None
+        shm_path = ivshmem.path
+    width, height = _resolution(resolution) if resolution else (loaded.display.width, loaded.display.height)
+    size = ivshmem.size if ivshmem is not None else None
     with open_shared_memory(shm_path, size if shm_path.is_char_device() else None) as shm:
         report = check_channel(shm, width, height, peer_timeout=timeout, echo_count=messages)
     data = report.to_data()
