@@ -10,7 +10,7 @@ import pytest
 from tests.ivshmem_support import FakeClock, MiB, make_shm
 from vmforge.ivshmem.backing import SharedMemory, create_shm_file, open_shared_memory
 from vmforge.ivshmem.errors import ChannelError, ChannelTimeout, PeerLost, StaleSession, VersionMismatch
-from vmforge.ivshmem.layout import OFF_GUEST_VERSION_MAJOR, OFF_VERSION_MAJOR, GuestState, Producer
+from vmforge.ivshmem.layout import OFF_GUEST_SESSION, OFF_GUEST_VERSION_MAJOR, OFF_VERSION_MAJOR, GuestState, Producer
 from vmforge.ivshmem.messages import MsgType
 from vmforge.ivshmem.session import PEER_TIMEOUT, PeerState, Role, Session
 
@@ -101,9 +101,12 @@ def test_recreated_session_makes_the_old_one_stale(shm: SharedMemory) -> None:
     clock = FakeClock()
     host, guest = pair(shm, clock, seed=1)
     host.send(MsgType.ECHO, b"old")
-    new_host = Session.create(shm, 320, 200, clock=clock, rng=random.Random(2))
+    start = clock.now
+    new_host = Session.create(shm, 320, 200, clock=clock, rng=random.Random(2), sleep=clock.sleep)
+    assert clock.now - start >= 1.0  # it waited for the attached (but silent) old guest to let go
     with pytest.raises(StaleSession, match="replaced by a newer one"):
         guest.poll()
+    assert int(shm.u64(OFF_GUEST_SESSION).value) == 0  # the old guest let go
     with pytest.raises(StaleSession):
         host.peer_state()
     # the old guest's attachment does not count for the new session

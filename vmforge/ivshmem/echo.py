@@ -27,7 +27,7 @@ from vmforge.ivshmem.layout import (
     HostState,
     Producer,
 )
-from vmforge.ivshmem.messages import FRAME_READY, FRAME_REQUEST, MsgType, pattern_frame, pattern_mismatch
+from vmforge.ivshmem.messages import FRAME_READY, FRAME_REQUEST, MsgType, fill_pattern, pattern_mismatch
 from vmforge.ivshmem.session import PEER_TIMEOUT, Clock, Role, Session
 
 BENCH_FRAMES = 0x00F0  # u64 count: write that many frames back to back (benchmark only)
@@ -56,7 +56,7 @@ def serve_echo(session: Session, *, idle_sleep: Callable[[float], None] = time.s
         elif msg.type == MsgType.FRAME_REQUEST and session.frame_writer is not None:
             (seed,) = FRAME_REQUEST.unpack_from(msg.payload)
             with session.frame_writer.frame(crc=True) as pixels:
-                pixels[:] = pattern_frame(seed, len(pixels))
+                fill_pattern(pixels, seed)
             writer = session.frame_writer
             crc = writer.last_crc or 0
             _send(session, MsgType.FRAME_READY, FRAME_READY.pack(seed, writer.latest_frame_no(), crc))

@@ -29,6 +29,7 @@ class MsgType(IntEnum):
 FRAME_REQUEST = struct.Struct("<Q")
 FRAME_READY = struct.Struct("<QQI")
 GOLDEN = 2654435761
+PATTERN_CHUNK = 65536
 
 
 def pattern_word(seed: int, index: int) -> int:
@@ -36,11 +37,14 @@ def pattern_word(seed: int, index: int) -> int:
     return (seed & 0xFFFFFFFF) ^ ((index * GOLDEN) & 0xFFFFFFFF)
 
 
-def pattern_frame(seed: int, size: int) -> bytes:
-    """The whole pattern frame (slow in Python: tests use small frames; 4K takes seconds)."""
-    words = size // 4
+def fill_pattern(pixels: memoryview, seed: int) -> None:
+    """Write the seed's pattern frame into ``pixels`` in bounded chunks (the C peer is far faster)."""
+    words = len(pixels) // 4
     base = seed & 0xFFFFFFFF
-    return struct.pack(f"<{words}I", *((base ^ (i * GOLDEN)) & 0xFFFFFFFF for i in range(words)))
+    for start in range(0, words, PATTERN_CHUNK):
+        count = min(PATTERN_CHUNK, words - start)
+        chunk = [(base ^ (i * GOLDEN)) & 0xFFFFFFFF for i in range(start, start + count)]
+        struct.pack_into(f"<{count}I", pixels, start * 4, *chunk)
 
 
 def pattern_mismatch(pixels: memoryview, seed: int, samples: int, rng: random.Random) -> int | None:

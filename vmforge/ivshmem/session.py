@@ -53,6 +53,7 @@ from vmforge.ivshmem.ring import Message, RingConsumer, RingProducer, reset_ring
 
 HEARTBEAT_INTERVAL = 0.1
 PEER_TIMEOUT = 0.5
+DETACH_TIMEOUT = 1.0  # how long a re-creating host waits for the old guest to let go
 
 Clock = Callable[[], float]
 
@@ -128,11 +129,23 @@ class Session:
         clock: Clock = time.monotonic,
         rng: random.Random | None = None,
         doorbell: Doorbell | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> Session:
-        """Host side: lay out a fresh session over the whole area (any older one becomes stale)."""
+        """Host side: lay out a fresh session over the whole area (any older one becomes stale).
+
+        If a guest is attached to the old session, wait (at most ``DETACH_TIMEOUT``) for it to
+        notice and clear ``guest_session``, so it cannot publish into the new rings.
+        """
         layout = Layout.plan(shm.size, width, height, frame_producer)
         buf = shm.buf
+        old_id = int(shm.u64(OFF_SESSION_ID).value)
+        (old_state,) = struct.unpack_from("<I", buf, OFF_GUEST_STATE)
+        guest_session = shm.u64(OFF_GUEST_SESSION)
         shm.u64(OFF_SESSION_ID).value = 0  # unpublish first: peers stop trusting the old layout
+        if old_id and int(guest_session.value) == old_id and old_state == GuestState.ATTACHED:
+            deadline = clock() + DETACH_TIMEOUT
+            while int(guest_session.value) == old_id and clock() < deadline:
+                sleep(0.005)
         buf[OFF_MAGIC : OFF_MAGIC + 8] = bytes(8)
         buf[8:HEADER_SIZE] = bytes(HEADER_SIZE - 8)
         layout.write(buf)
@@ -148,6 +161,11 @@ class Session:
         session_id = _new_session_id(rng or random.SystemRandom())
         shm.u64(OFF_SESSION_ID).value = session_id  # publish last
         return cls(shm, layout, Role.HOST, session_id, clock=clock, doorbell=doorbell)
+
+    def _acknowledge_stale(self) -> None:
+        """Guest: tell a re-creating host we stopped using the old session (clear guest_session)."""
+        if self.role is Role.GUEST and int(self._guest_session.value) == self.session_id:
+            self._guest_session.value = 0
 
     @classmethod
     def attach(
@@ -203,6 +221,7 @@ class Session:
 
     def check_session(self) -> None:
         if int(self._header_session.value) != self.session_id:
+            self._acknowledge_stale()
             raise StaleSession(
                 f"session {self.session_id:#x} was replaced by a newer one",
                 hint="the host re-created the channel; attach again",

@@ -334,6 +334,8 @@ int main(int argc, char **argv) {
                 break; /* draw, present and input messages belong to the compositor, not the echo peer */
             }
         }
+        /* let a re-creating host know we no longer touch the old session's rings */
+        if (load64(s.mem + OFF_GUEST_SESSION) == s.id) store64(s.mem + OFF_GUEST_SESSION, 0);
         fprintf(stderr, "vmforge-ivshmem-peer: session replaced; re-attaching\n");
     }
 }
