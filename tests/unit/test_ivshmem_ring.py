@@ -112,3 +112,47 @@ def test_ring_behaves_like_a_bounded_fifo(tmp_path_factory: pytest.TempPathFacto
             assert rx.pending() == len(model)
     finally:
         shm.close()
+
+
+def _producer_process(path: str, count: int) -> None:
+    import random
+    import zlib
+
+    from vmforge.ivshmem.backing import open_shared_memory
+
+    shm = open_shared_memory(Path(path))
+    entry = QueueEntry(0, 0, 4096, 512, 64)  # type: ignore[arg-type]
+    tx = RingProducer(shm, entry)
+    rng = random.Random(3)
+    for i in range(count):
+        body = i.to_bytes(8, "little") + rng.randbytes(rng.randrange(0, 480))
+        payload = zlib.crc32(body).to_bytes(4, "little") + body
+        while not tx.try_send(9, payload):
+            pass
+
+
+def test_messages_from_a_concurrent_producer_process_are_never_torn(tmp_path: Path) -> None:
+    import multiprocessing
+    import zlib
+
+    shm = make_shm(tmp_path / "ring", 1024 * 1024)
+    entry = QueueEntry(0, 0, 4096, 512, 64)  # type: ignore[arg-type]
+    reset_ring(shm, entry)
+    rx = RingConsumer(shm, entry)
+    count = 20000
+    proc = multiprocessing.get_context("fork").Process(target=_producer_process, args=(str(shm.path), count))
+    proc.start()
+    try:
+        expected = 0
+        while expected < count:
+            msg = rx.try_recv()
+            if msg is None:
+                assert proc.is_alive() or rx.pending(), "the producer died early"
+                continue
+            crc, body = int.from_bytes(msg.payload[:4], "little"), msg.payload[4:]
+            assert zlib.crc32(body) == crc, f"message {expected} is torn"
+            assert int.from_bytes(body[:8], "little") == expected
+            expected += 1
+    finally:
+        proc.join(timeout=30)
+    assert proc.exitcode == 0

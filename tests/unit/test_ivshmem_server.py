@@ -139,3 +139,33 @@ def test_sessions_wake_each_other_through_the_doorbell(tmp_path: Path) -> None:
     a.close()
     b.close()
     server.stop()
+
+
+def test_the_server_command_serves_until_sigterm(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    sock = tmp_path / "cli.sock"
+    shm = tmp_path / "cli-shm"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    cmd = [sys.executable, "-m", "vmforge", "channel", "server", "--socket", str(sock), "--shm", str(shm)]
+    proc = subprocess.Popen([*cmd, "--size", "4MiB", "--vectors", "2"], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        client = IvshmemClient.connect(sock, vectors=2)
+        assert client.peer_id == 0 and len(client.vectors) == 2
+        assert os.fstat(client.shm_fd).st_size == 4 * MiB
+        client.close()
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0
+    assert f"ivshmem server on {sock}" in out
+    assert not sock.exists()
