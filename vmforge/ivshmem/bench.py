@@ -32,6 +32,7 @@ from vmforge.ivshmem.errors import ChannelError, ChannelTimeout
 from vmforge.ivshmem.layout import Producer
 from vmforge.ivshmem.messages import MsgType
 from vmforge.ivshmem.session import Session
+from vmforge.ivshmem.spawn import child_env
 from vmforge.plan import SHM_DIR, ivshmem_auto_size
 
 TARGET_RATIO = 0.5
@@ -64,6 +65,7 @@ def run_bench(
         peer = subprocess.Popen(
             [sys.executable, "-m", "vmforge.ivshmem.echo", str(path), str(PEER_START_TIMEOUT)],
             stdin=subprocess.DEVNULL,
+            env=child_env(),
         )
         session.wait_for_peer(PEER_START_TIMEOUT)
         latency = _latency(session, config.pings)
