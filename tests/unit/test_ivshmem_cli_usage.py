@@ -34,3 +34,13 @@ def test_check_with_a_missing_backing_file(vmforge: Any, tmp_path: Path) -> None
     result = vmforge("channel", "check", "gone", "--shm", str(tmp_path / "nope"))
     assert result.code == 1
     assert "does not exist" in result.stderr and "start the VM" in result.stderr
+
+
+def test_check_on_a_char_device_takes_its_size(vmforge: Any) -> None:
+    # /dev/zero stands in for /dev/kvmfr0: a char device needs --size (or the plan's size)
+    result = vmforge("channel", "check", "x", "--shm", "/dev/zero", "--timeout", "0.2")
+    assert result.code == 1 and "its size must be given" in result.stderr
+    result = vmforge(
+        "channel", "check", "x", "--shm", "/dev/zero", "--size", "8MiB", "--resolution", "64x64", "--timeout", "0.2"
+    )
+    assert result.code == 1 and "no guest peer attached" in result.stderr

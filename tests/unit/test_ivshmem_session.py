@@ -136,6 +136,13 @@ def test_host_refuses_a_guest_of_another_major_version(shm: SharedMemory) -> Non
         host.peer_state()
 
 
+def test_an_unknown_guest_state_is_a_clear_error(shm: SharedMemory) -> None:
+    host, _guest = pair(shm, FakeClock())
+    struct.pack_into("<I", shm.buf, 140, 99)
+    with pytest.raises(ChannelError, match="unknown guest_state 99"):
+        host.peer_state()
+
+
 def test_roles(shm: SharedMemory) -> None:
     host, guest = pair(shm, FakeClock())
     assert host.role is Role.HOST and guest.role is Role.GUEST

@@ -41,6 +41,7 @@ def channel() -> None:
 @click.option("--shm", "shm_path", type=click.Path(path_type=Path), help="Backing file (default: from the plan).")
 @click.option("--resolution", default=None, help="Frame size WIDTHxHEIGHT (default: the spec's display).")
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for the guest peer.")
+@click.option("--size", "size_text", default=None, help="Area size for a kvmfr char device (default: the plan's).")
 @click.option("--messages", default=64, show_default=True, help="Echo messages to send.")
 @json_option
 def check(
@@ -51,6 +52,7 @@ def check(
     shm_path: Path | None,
     resolution: str | None,
     timeout: float,
+    size_text: str | None,
     messages: int,
     as_json: bool,
 ) -> None:
@@ -70,6 +72,11 @@ def check(
         shm_path = ivshmem.path
     width, height = _resolution(resolution) if resolution else (loaded.display.width, loaded.display.height)
     size = ivshmem.size if ivshmem is not None else None
+    if size_text is not None:
+        try:
+            size = parse_size(size_text)
+        except ValueError as exc:
+            raise UsageError(f"--size: {exc}") from None
     with open_shared_memory(shm_path, size if shm_path.is_char_device() else None) as shm:
         report = check_channel(shm, width, height, peer_timeout=timeout, echo_count=messages)
     data = report.to_data()

@@ -229,7 +229,12 @@ class Session:
 
     def guest_state(self) -> GuestState:
         (state,) = struct.unpack_from("<I", self.shm.buf, OFF_GUEST_STATE)
-        return GuestState(state)
+        try:
+            return GuestState(state)
+        except ValueError:
+            raise ChannelError(
+                f"the guest peer wrote an unknown guest_state {state}", hint="update the host side"
+            ) from None
 
     def peer_state(self) -> PeerState:
         """Where the peer stands; raises StaleSession/VersionMismatch when this session is unusable."""
