@@ -244,6 +244,11 @@ def _resolve_ivshmem(spec: Spec) -> IvshmemPlan | None:
     return IvshmemPlan(name=name, size=size, model=spec.ivshmem.model, path=SHM_DIR / name)
 
 
+def resolve_ivshmem(spec: Spec) -> IvshmemPlan | None:
+    """Just the ivshmem part of the plan (the channel commands need no ISO facts)."""
+    return _resolve_ivshmem(spec)
+
+
 def ivshmem_auto_size(width: int, height: int) -> int:
     """Three BGRA frames with 256-byte aligned rows plus 4 MiB, rounded up to a power of two.
 

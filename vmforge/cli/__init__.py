@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 import click
 
 from vmforge import __version__
+from vmforge.cli.channel_cmd import channel
 from vmforge.cli.common import VmforgeGroup, print_json
 from vmforge.cli.spec_cmd import spec
 from vmforge.cli.vm_cmd import list_vms
@@ -45,6 +46,7 @@ def cli(debug: bool) -> None:
 
 cli.add_command(spec)
 cli.add_command(list_vms)
+cli.add_command(channel)
 
 
 def _report(message: str, hint: str | None, code: int, as_json: bool, extra: dict[str, Any] | None = None) -> None:

@@ -1,0 +1,44 @@
+"""Build the C guest peer (guest/vmforge-ivshmem-peer.c) as a static binary.
+
+The probe guest's initramfs carries this binary; on the host the same binary maps a /dev/shm
+file, which is how the test suite checks its protocol logic against the Python host side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+from vmforge.errors import CommandFailed
+from vmforge.paths import cache_home
+
+SOURCE = Path(__file__).resolve().parent / "guest" / "vmforge-ivshmem-peer.c"
+BINARY_NAME = "vmforge-ivshmem-peer"
+BUILD_TIMEOUT = 120.0
+
+
+def build_guest_peer(out_dir: Path | None = None, *, cc: str = "gcc") -> Path:
+    """Compile (once per source hash) and return the static binary's path."""
+    source = SOURCE.read_bytes()
+    digest = hashlib.sha256(source).hexdigest()[:16]
+    out_dir = out_dir or cache_home() / "ivshmem-peer" / digest
+    binary = out_dir / BINARY_NAME
+    if binary.is_file():
+        return binary
+    if shutil.which(cc) is None:
+        raise CommandFailed(f"{cc} is not installed; it builds the ivshmem guest peer", hint="apt-get install gcc")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    partial = out_dir / f".{BINARY_NAME}.partial"
+    cmd = [cc, "-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(partial), str(SOURCE)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False)
+    if proc.returncode != 0:
+        raise CommandFailed(
+            f"building the ivshmem guest peer failed ({cc} exited {proc.returncode})",
+            hint="static linking needs libc6-dev (libc.a)",
+            returncode=proc.returncode,
+            output=proc.stderr,
+        )
+    partial.replace(binary)
+    return binary
