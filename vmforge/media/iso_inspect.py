@@ -8,18 +8,16 @@ whatever the ISO's size.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import pycdlib
-from pycdlib.pycdlibexception import PyCdlibException
 
 from vmforge.errors import VmforgeError
 from vmforge.media.family import image_family, is_server
+from vmforge.media.isofs import open_iso
 from vmforge.media.wim import WimImage, WimInfo, read_wim_info
 from vmforge.plan import MediaFacts
 from vmforge.spec import WindowsFamily
@@ -86,8 +84,8 @@ def inspect_iso(path: Path) -> IsoInspection:
     label = str(path)
     if not path.is_file():
         raise VmforgeError(f"ISO {path} does not exist", hint="check windows.iso / the path given")
-    with _open_iso(path) as iso:
-        fs = _Filesystem(iso)
+    with open_iso(path) as fs:
+        iso = fs.iso
         install_path = fs.find("/sources", INSTALL_NAMES)
         if install_path is None:
             raise VmforgeError(
@@ -125,86 +123,6 @@ def inspect_iso(path: Path) -> IsoInspection:
         family=family,
         arches=arches,
     )
-
-
-@contextlib.contextmanager
-def _open_iso(path: Path) -> Iterator[pycdlib.PyCdlib]:
-    iso = pycdlib.PyCdlib()
-    try:
-        iso.open(str(path))
-    except PyCdlibException as exc:
-        raise VmforgeError(
-            f"{path} is not a readable ISO image ({exc})",
-            hint="check the path; the file may be damaged or not an ISO",
-        ) from None
-    try:
-        yield iso
-    finally:
-        with contextlib.suppress(PyCdlibException):
-            iso.close()
-
-
-class _Filesystem:
-    """Case-insensitive lookups in the richest namespace the ISO has (UDF, Joliet, ISO9660)."""
-
-    def __init__(self, iso: pycdlib.PyCdlib) -> None:
-        self.iso = iso
-        names = []
-        if iso.has_udf():
-            names.append("udf")
-        if iso.has_joliet():
-            names.append("joliet")
-        names.append("iso9660")
-        self.filesystems = tuple(names)
-        self._kinds: dict[str, str] = {}  # handle -> namespace it was found in
-
-    def _children(self, kind: str, directory: str) -> list[str]:
-        key = {"udf": "udf_path", "joliet": "joliet_path", "iso9660": "iso_path"}[kind]
-        try:
-            children = self.iso.list_children(**{key: directory})
-        except PyCdlibException:
-            return []
-        names = []
-        for child in children:
-            if child is None:
-                continue
-            raw = child.file_identifier()
-            if raw in (b".", b".."):
-                continue
-            name = raw.decode("utf-16-be") if kind == "joliet" else raw.decode("latin-1")
-            names.append(name)
-        return names
-
-    def _resolve_dir(self, kind: str, directory: str) -> str | None:
-        current = "/"
-        for part in [p for p in directory.split("/") if p]:
-            match = next((n for n in self._children(kind, current) if n.casefold() == part.casefold()), None)
-            if match is None:
-                return None
-            current = f"{current.rstrip('/')}/{match}"
-        return current
-
-    def find(self, directory: str, names: tuple[str, ...]) -> str | None:
-        """'udf:/sources/install.wim'-style handle of the first name found, or None."""
-        for kind in self.filesystems:
-            resolved = self._resolve_dir(kind, directory)
-            if resolved is None:
-                continue
-            children = self._children(kind, resolved)
-            for wanted in names:
-                for child in children:
-                    bare = child.split(";", 1)[0]
-                    if bare.casefold() == wanted.casefold():
-                        self._kinds[f"{resolved.rstrip('/')}/{child}"] = kind
-                        return f"{resolved.rstrip('/')}/{child}"
-        return None
-
-    @contextlib.contextmanager
-    def open(self, handle: str) -> Iterator[BinaryIO]:
-        kind = self._kinds[handle]
-        key = {"udf": "udf_path", "joliet": "joliet_path", "iso9660": "iso_path"}[kind]
-        with self.iso.open_file_from_iso(**{key: handle}) as stream:
-            yield stream
 
 
 def _volume_id(iso: pycdlib.PyCdlib) -> str:

@@ -1,0 +1,143 @@
+"""The answer media: a small ISO (ISO9660 level 4 + Rock Ridge + Joliet + UDF 2.60).
+
+Layout::
+
+    /autounattend.xml             Setup finds it at the root of any media
+    /$WinPEDriver$/<driver>/...   virtio drivers Setup loads in WinPE (no paths needed)
+    /vmforge/bootstrap.ps1        started by the first-logon command
+
+Windows reads UDF or Joliet; Rock Ridge gives Linux readers the same names.  The image is
+byte-for-byte reproducible: pycdlib's clock and UDF random ids are pinned to ``epoch`` and a
+seed derived from the inputs while it writes.  The image's name on disk carries the inputs'
+hash, so an unchanged VM never rebuilds its media.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import random
+import threading
+import time
+import types
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pycdlib
+import pycdlib.dates
+import pycdlib.headervd
+import pycdlib.pycdlib
+import pycdlib.udf
+
+from vmforge.errors import VmforgeError
+from vmforge.state import write_atomic
+
+VOLUME_LABEL = "VMFORGE_ANSWER"
+DEFAULT_EPOCH = 1_577_836_800  # 2020-01-01T00:00:00Z
+_PINNED_MODULES = (pycdlib.pycdlib, pycdlib.headervd, pycdlib.udf, pycdlib.dates)
+_pin_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class AnswerMedia:
+    path: Path
+    inputs_sha256: str
+    files: tuple[str, ...]
+    reused: bool
+
+
+def inputs_digest(files: Mapping[str, bytes], epoch: int) -> str:
+    digest = hashlib.sha256(f"vmforge-answer-media-v1 {VOLUME_LABEL} {epoch}\n".encode())
+    for name in sorted(files):
+        digest.update(f"{name}\0{len(files[name])}\0".encode())
+        digest.update(hashlib.sha256(files[name]).digest())
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def _pinned_clock(epoch: int, seed: int) -> Iterator[None]:
+    """pycdlib stamps wall-clock times and random UDF ids; pin both while one image is written."""
+    fake_time = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if not k.startswith("__")})
+    fake_time.time = lambda: float(epoch)
+    fake_time.localtime = time.gmtime  # no dependence on the host's time zone
+    fake_random = random.Random(seed)  # noqa: S311 - identifiers, not secrets
+    with _pin_lock:
+        saved = [(m, m.time) for m in _PINNED_MODULES]
+        saved_random = pycdlib.udf.random
+        try:
+            for module, _ in saved:
+                module.time = fake_time  # type: ignore[assignment]
+            pycdlib.udf.random = fake_random  # type: ignore[assignment]
+            yield
+        finally:
+            for module, original in saved:
+                module.time = original  # type: ignore[assignment]
+            pycdlib.udf.random = saved_random  # type: ignore[assignment]
+
+
+def _iso9660_name(name: str, is_dir: bool) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "._" else "_" for c in name.upper())
+    if is_dir:
+        return cleaned.replace(".", "_")[:31]
+    stem, dot, ext = cleaned.rpartition(".")
+    if not dot:
+        stem, ext = cleaned, ""
+    return f"{stem.replace('.', '_')[:26]}.{ext[:4]};1"
+
+
+def build_answer_iso(files: Mapping[str, bytes], epoch: int = DEFAULT_EPOCH) -> bytes:
+    """The ISO image holding ``files`` (relative POSIX paths -> contents)."""
+    seed = int(inputs_digest(files, epoch)[:16], 16)
+    with _pinned_clock(epoch, seed):
+        iso = pycdlib.PyCdlib()
+        iso.new(interchange_level=4, joliet=3, rock_ridge="1.09", udf="2.60", vol_ident=VOLUME_LABEL)
+        iso_dirs: dict[str, str] = {"": ""}
+        for name in sorted(files):
+            parts = name.split("/")
+            for depth in range(1, len(parts)):
+                rel = "/".join(parts[:depth])
+                if rel in iso_dirs:
+                    continue
+                parent = iso_dirs["/".join(parts[: depth - 1])]
+                iso_dirs[rel] = f"{parent}/{_iso9660_name(parts[depth - 1], True)}"
+                iso.add_directory(iso_dirs[rel], rr_name=parts[depth - 1], joliet_path=f"/{rel}", udf_path=f"/{rel}")
+            data = files[name]
+            iso_path = f"{iso_dirs['/'.join(parts[:-1])]}/{_iso9660_name(parts[-1], False)}"
+            iso.add_fp(
+                io.BytesIO(data), len(data), iso_path, rr_name=parts[-1], joliet_path=f"/{name}", udf_path=f"/{name}"
+            )
+        out = io.BytesIO()
+        iso.write_fp(out)
+        iso.close()
+    return out.getvalue()
+
+
+def write_answer_media(
+    media_dir: Path, files: Mapping[str, bytes], *, epoch: int = DEFAULT_EPOCH, name: str = "answer"
+) -> AnswerMedia:
+    """Write ``<media_dir>/<name>-<hash>.iso`` atomically unless it already exists for these inputs."""
+    _check_names(files)
+    digest = inputs_digest(files, epoch)
+    path = media_dir / f"{name}-{digest[:16]}.iso"
+    if path.is_file():
+        return AnswerMedia(path, digest, tuple(sorted(files)), reused=True)
+    image = build_answer_iso(files, epoch)
+    media_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, image, 0o644)
+    for stale in media_dir.glob(f"{name}-*.iso"):
+        if stale != path:
+            stale.unlink(missing_ok=True)
+    return AnswerMedia(path, digest, tuple(sorted(files)), reused=False)
+
+
+def _check_names(files: Mapping[str, bytes]) -> None:
+    for name in files:
+        parts = name.split("/")
+        if name.startswith("/") or any(p in ("", ".", "..") for p in parts) or not name.isascii():
+            raise VmforgeError(
+                f"answer media file name {name!r} is not a plain relative ASCII path", hint="vmforge bug"
+            )
+        if any(len(p) > 64 for p in parts):
+            raise VmforgeError(f"answer media file name {name!r} has a part over 64 characters", hint="shorten it")
