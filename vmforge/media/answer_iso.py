@@ -64,17 +64,17 @@ def _pinned_clock(epoch: int, seed: int) -> Iterator[None]:
     fake_time.localtime = time.gmtime  # no dependence on the host's time zone
     fake_random = random.Random(seed)  # noqa: S311 - identifiers, not secrets
     with _pin_lock:
-        saved = [(m, m.time) for m in _PINNED_MODULES]
-        saved_random = pycdlib.udf.random
+        saved = [(m, getattr(m, "time")) for m in _PINNED_MODULES]  # noqa: B009 - untyped module attributes
+        saved_random = getattr(pycdlib.udf, "random")  # noqa: B009
         try:
             for module, _ in saved:
-                module.time = fake_time  # type: ignore[assignment]
-            pycdlib.udf.random = fake_random  # type: ignore[assignment]
+                setattr(module, "time", fake_time)  # noqa: B010
+            setattr(pycdlib.udf, "random", fake_random)  # noqa: B010
             yield
         finally:
             for module, original in saved:
-                module.time = original  # type: ignore[assignment]
-            pycdlib.udf.random = saved_random  # type: ignore[assignment]
+                setattr(module, "time", original)  # noqa: B010
+            setattr(pycdlib.udf, "random", saved_random)  # noqa: B010
 
 
 def _iso9660_name(name: str, is_dir: bool) -> str:
