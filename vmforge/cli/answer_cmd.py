@@ -8,10 +8,9 @@ from pathlib import Path
 import click
 
 from vmforge.cli.common import VmforgeGroup, echo, json_option, print_json, spec_options
-from vmforge.errors import ChecksFailed
 from vmforge.media.build import admin_password, prepare_answer
 from vmforge.media.iso_inspect import inspect_iso
-from vmforge.media.validate import Reference, validate_file
+from vmforge.media.validate import AnswerFileInvalid, Reference, validate_file
 from vmforge.spec import Overrides, load_spec
 from vmforge.state import VmDir, write_atomic
 
@@ -71,10 +70,10 @@ def validate(path: Path, iso: Path | None, reference: Path | None, as_json: bool
     ref = Reference.load(reference) if reference is not None else None
     report = validate_file(path, inspection, ref)
     if report.errors:
-        raise ChecksFailed(
+        raise AnswerFileInvalid(
             f"{path}: {len(report.errors)} error(s), {len(report.warnings)} warning(s); first: {report.errors[0]}",
             hint="fix the errors named (XPath and what to do are given for each)",
-            report=report.to_data(),
+            report=report,
         )
     if as_json:
         print_json(report.to_data())

@@ -71,7 +71,7 @@ def obfuscate_password(password: str, suffix: str) -> str:
 
 
 def select_image(windows: WindowsSection, inspection: IsoInspection) -> WimImage:
-    """The spec's edition (by name or index), or the default: Pro / Standard (Desktop Experience)."""
+    """The spec's edition (by name or index), or the default: Pro, or Standard (or the first) with a desktop."""
     if windows.edition is not None:
         image = inspection.find_image(windows.edition)
         if image is None:
@@ -81,11 +81,9 @@ def select_image(windows: WindowsSection, inspection: IsoInspection) -> WimImage
                 hint="set windows.edition to one of these names or indexes",
             )
         return image
-    preferred = ("Professional",) if not is_server(inspection.images[0]) else ("ServerStandard",)
-    for image in inspection.images:
-        if normalise_edition(image.edition_id) in preferred and image.installation_type != "Server Core":
-            return image
-    return inspection.images[0]
+    preferred = "ServerStandard" if is_server(inspection.images[0]) else "Professional"
+    full = [i for i in inspection.images if i.installation_type != "Server Core"] or list(inspection.images)
+    return next((i for i in full if normalise_edition(i.edition_id) == preferred), full[0])
 
 
 def choose_product_key(windows: WindowsSection, family: WindowsFamily, image: WimImage) -> str | None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from vmforge.errors import ChecksFailed, SpecError, VmforgeError
+from vmforge.errors import SpecError, VmforgeError
 from vmforge.logs import register_secret
 from vmforge.media.answer import ANSWER_DIR, BOOTSTRAP_SCRIPT, RenderedAnswer, render_answer
 from vmforge.media.answer_iso import DEFAULT_EPOCH, AnswerMedia, build_answer_iso, inputs_digest, write_answer_media
 from vmforge.media.bootstrap import render_bootstrap
 from vmforge.media.iso_inspect import IsoInspection, inspect_spec_iso
-from vmforge.media.validate import Report, validate_bytes
+from vmforge.media.validate import AnswerFileInvalid, Report, validate_bytes
 from vmforge.media.virtio_win import winpe_drivers
 from vmforge.plan import Plan, resolve_plan
 from vmforge.spec import DiskBus, Spec
@@ -59,10 +59,10 @@ def prepare_answer(spec: Spec, password: str, inspection: IsoInspection | None =
     answer = render_answer(spec.windows, plan, inspection, password)
     report = validate_bytes(answer.text.encode("ascii", errors="replace"), "rendered answer file", inspection)
     if report.errors:
-        raise ChecksFailed(
+        raise AnswerFileInvalid(
             f"the rendered answer file fails validation: {report.errors[0]}",
             hint="this is a vmforge bug or a template edit gone wrong; see the findings",
-            report=report.to_data(),
+            report=report,
         )
     return Prepared(inspection, plan, answer, report)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from lxml import etree
 
-from vmforge.errors import VmforgeError
+from vmforge.errors import ChecksFailed, VmforgeError
 from vmforge.media import unattend_rules as rules
 from vmforge.media.editions import KEY_RE, key_owner, normalise_edition
 from vmforge.media.iso_inspect import IsoInspection
@@ -104,6 +104,18 @@ class Reference:
                 path: tuple(info.get("passes", ())) for path, info in data.get("settings", {}).items()
             }
         return cls(passes, table)
+
+
+class AnswerFileInvalid(ChecksFailed):
+    """Validation found errors; ``--json`` output carries the whole report."""
+
+    def __init__(self, message: str, hint: str | None, report: Report) -> None:
+        super().__init__(message, hint, report=report.to_data())
+
+    def to_json(self) -> dict[str, Any]:
+        data = super().to_json()
+        data["report"] = self.report
+        return data
 
 
 # --- entry points ------------------------------------------------------------------------------
