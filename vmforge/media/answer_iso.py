@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import os
 import random
 import threading
 import time
@@ -24,6 +25,7 @@ import types
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import pycdlib
 import pycdlib.dates
@@ -32,7 +34,6 @@ import pycdlib.pycdlib
 import pycdlib.udf
 
 from vmforge.errors import VmforgeError
-from vmforge.state import write_atomic
 
 VOLUME_LABEL = "VMFORGE_ANSWER"
 DEFAULT_EPOCH = 1_577_836_800  # 2020-01-01T00:00:00Z
@@ -87,10 +88,14 @@ def _iso9660_name(name: str, is_dir: bool) -> str:
     return f"{stem.replace('.', '_')[:26]}.{ext[:4]};1"
 
 
-def build_answer_iso(files: Mapping[str, bytes], epoch: int = DEFAULT_EPOCH) -> bytes:
-    """The ISO image holding ``files`` (relative POSIX paths -> contents)."""
-    seed = int(inputs_digest(files, epoch)[:16], 16)
-    with _pinned_clock(epoch, seed):
+def _layout_seed(files: Mapping[str, bytes], epoch: int) -> int:
+    """Seed for pycdlib's UDF ids: a function of names, sizes and epoch (cheap; contents need not count)."""
+    text = "\0".join(f"{name}:{len(files[name])}" for name in sorted(files))
+    return int(hashlib.sha256(f"{epoch}\0{text}".encode()).hexdigest()[:16], 16)
+
+
+def _write_iso(files: Mapping[str, bytes], out: BinaryIO, epoch: int) -> None:
+    with _pinned_clock(epoch, _layout_seed(files, epoch)):
         iso = pycdlib.PyCdlib()
         iso.new(interchange_level=4, joliet=3, rock_ridge="1.09", udf="2.60", vol_ident=VOLUME_LABEL)
         iso_dirs: dict[str, str] = {"": ""}
@@ -108,10 +113,31 @@ def build_answer_iso(files: Mapping[str, bytes], epoch: int = DEFAULT_EPOCH) -> 
             iso.add_fp(
                 io.BytesIO(data), len(data), iso_path, rr_name=parts[-1], joliet_path=f"/{name}", udf_path=f"/{name}"
             )
-        out = io.BytesIO()
         iso.write_fp(out)
         iso.close()
+
+
+def build_answer_iso(files: Mapping[str, bytes], epoch: int = DEFAULT_EPOCH) -> bytes:
+    """The ISO image holding ``files`` (relative POSIX paths -> contents), in memory."""
+    out = io.BytesIO()
+    _write_iso(files, out, epoch)
     return out.getvalue()
+
+
+def write_answer_iso(path: Path, files: Mapping[str, bytes], epoch: int = DEFAULT_EPOCH) -> None:
+    """Write the image straight to ``path`` (temporary file, fsync, rename: never half-written)."""
+    _check_names(files)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as handle:
+            _write_iso(files, handle, epoch)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_answer_media(
@@ -123,9 +149,7 @@ def write_answer_media(
     path = media_dir / f"{name}-{digest[:16]}.iso"
     if path.is_file():
         return AnswerMedia(path, digest, tuple(sorted(files)), reused=True)
-    image = build_answer_iso(files, epoch)
-    media_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, image, 0o644)
+    write_answer_iso(path, files, epoch)
     for stale in media_dir.glob(f"{name}-*.iso"):
         if stale != path:
             stale.unlink(missing_ok=True)

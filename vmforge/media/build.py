@@ -12,14 +12,14 @@ from pathlib import Path
 from vmforge.errors import SpecError, VmforgeError
 from vmforge.logs import register_secret
 from vmforge.media.answer import ANSWER_DIR, BOOTSTRAP_SCRIPT, RenderedAnswer, render_answer
-from vmforge.media.answer_iso import DEFAULT_EPOCH, AnswerMedia, build_answer_iso, inputs_digest, write_answer_media
+from vmforge.media.answer_iso import DEFAULT_EPOCH, AnswerMedia, inputs_digest, write_answer_iso, write_answer_media
 from vmforge.media.bootstrap import render_bootstrap
 from vmforge.media.iso_inspect import IsoInspection, inspect_spec_iso
 from vmforge.media.validate import AnswerFileInvalid, Report, validate_bytes
 from vmforge.media.virtio_win import winpe_drivers
 from vmforge.plan import Plan, resolve_plan
 from vmforge.spec import DiskBus, Spec
-from vmforge.state import VmDir, generate_password, write_atomic
+from vmforge.state import VmDir, generate_password
 from vmforge.ui import Reporter
 
 PASSWORD_SECRET = "windows_password"  # noqa: S105 - the key in secrets.json, not a password
@@ -57,7 +57,7 @@ def prepare_answer(spec: Spec, password: str, inspection: IsoInspection | None =
     inspection = inspection or inspect_for(spec)
     plan = resolve_plan(spec, media=inspection.media_facts())
     answer = render_answer(spec.windows, plan, inspection, password)
-    report = validate_bytes(answer.text.encode("ascii", errors="replace"), "rendered answer file", inspection)
+    report = validate_bytes(answer.text.encode("utf-8"), "rendered answer file", inspection)
     if report.errors:
         raise AnswerFileInvalid(
             f"the rendered answer file fails validation: {report.errors[0]}",
@@ -114,6 +114,6 @@ def build_media(
         else:
             if output.is_dir():
                 raise VmforgeError(f"{output} is a directory", hint="pass a file name, e.g. -o answer.iso")
-            write_atomic(output, build_answer_iso(files, epoch), 0o644)
+            write_answer_iso(output, files, epoch)
             media = AnswerMedia(output, inputs_digest(files, epoch), tuple(sorted(files)), reused=False)
     return prepared, media

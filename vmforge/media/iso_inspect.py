@@ -16,6 +16,7 @@ from typing import Any
 import pycdlib
 
 from vmforge.errors import VmforgeError
+from vmforge.media.checksum import file_sha256, verify_sha256
 from vmforge.media.family import image_family, is_server
 from vmforge.media.isofs import open_iso
 from vmforge.media.wim import WimImage, WimInfo, read_wim_info
@@ -179,8 +180,6 @@ def _family(info: WimInfo, label: str) -> WindowsFamily:
 
 def inspect_spec_iso(iso: Path, expected_sha256: str | None, *, hash_iso: bool = False) -> IsoInspection:
     """Inspect ``iso``; verify (or, with ``hash_iso``, compute) its cached sha256."""
-    from vmforge.media.checksum import file_sha256, verify_sha256
-
     inspection = inspect_iso(iso)
     if expected_sha256:
         digest = verify_sha256(iso, expected_sha256)
