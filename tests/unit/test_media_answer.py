@@ -68,6 +68,8 @@ ISOS: dict[str, tuple[WindowsFamily, tuple[WimImage, ...]]] = {
             image(2, "Windows Server 2025 Standard (Desktop Experience)", "ServerStandard", 26100, "Server"),
         ),
     ),
+    "win81": (WindowsFamily.W81, (image(1, "Windows 8.1 Pro", "Professional", 9600, major=6, minor=3),)),
+    "win10-x86": (WindowsFamily.W10, (image(1, "Windows 10 Pro", "Professional", 19045, arch="x86"),)),
     "win7": (WindowsFamily.W7, (image(1, "Windows 7 PROFESSIONAL", "Professional", 7601, major=6, minor=1),)),
 }
 
@@ -77,7 +79,7 @@ def inspection(kind: str) -> IsoInspection:
     return IsoInspection(
         path=Path(f"/isos/{kind}.iso"), volume_id="X", publisher="MICROSOFT CORPORATION", filesystems=("udf",),
         boot=("bios", "uefi"), install_file="/sources/install.wim", install_format="wim", images=images,
-        boot_wim_images=2, family=family, arches=("amd64",),
+        boot_wim_images=2, family=family, arches=tuple(sorted({i.arch or "amd64" for i in images})),
     )  # fmt: skip
 
 
@@ -120,6 +122,8 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "server2019-desktop": ("server2019", {}),
     "server2022-core": ("server2022", {"edition": 1}),
     "server2025-desktop": ("server2025", {}),
+    "win81-uefi": ("win81", {}),
+    "win10-x86-bios": ("win10-x86", {"vm": {"firmware": "bios"}}),
     "win7-bios": ("win7", {}),
 }
 

@@ -12,7 +12,7 @@ from vmforge.cli.common import VmforgeGroup, echo, json_option, print_json, spec
 from vmforge.errors import SpecError, UsageError
 from vmforge.media.iso_inspect import inspect_spec_iso
 from vmforge.plan import resolve_plan
-from vmforge.spec import DEFAULT_SPEC_FILE, Overrides, check_files, load_spec
+from vmforge.spec import DEFAULT_SPEC_FILE, OsKind, Overrides, check_files, load_spec
 from vmforge.templating import render_template
 
 
@@ -71,7 +71,7 @@ def show(spec_path: Path | None, sets: tuple[str, ...], resolved: bool, as_json:
     document: dict[str, Any] = {"source": str(source) if source else None, "spec": loaded.to_data()}
     if resolved:
         media = None
-        if loaded.windows.iso is not None:
+        if loaded.windows.iso is not None and loaded.os is OsKind.WINDOWS:
             media = inspect_spec_iso(loaded.windows.iso, loaded.windows.iso_sha256).media_facts()
         document["plan"] = resolve_plan(loaded, media=media).to_data()
     if as_json:

@@ -59,6 +59,8 @@ def test_media_build_writes_a_readable_answer_iso(
     data = result.json()
     assert data["template"] == "windows-11.xml.j2" and data["image"]["index"] == 2
     assert "Media-Pass-42" not in result.stdout + result.stderr
+    debug = vmforge("media", "build", "--spec", str(spec), "-o", str(tmp_path / "debug.iso"), "--debug")
+    assert debug.code == 0 and "Media-Pass-42" not in debug.stdout + debug.stderr
 
     files = _xorriso_files(out)
     assert files == sorted(f"/{name}" for name in data["files"])
