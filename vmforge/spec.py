@@ -244,6 +244,14 @@ class WindowsSection(Section):
         SecretStr("generate"),
         description="Administrator password; 'generate' makes a random one kept in the VM's 0600 secrets file.",
     )
+    hardware_bypass: Toggle = Field(
+        Toggle.AUTO,
+        description="Windows 11 Setup's hardware checks bypass (TPM, Secure Boot, RAM, CPU, storage): "
+        "'auto' (on when the VM has no TPM or no Secure Boot), 'on' (also allows a VM below the minimums) or 'off'.",
+    )
+    recovery_partition: bool = Field(
+        False, description="UEFI layouts: add a 1 GiB Windows recovery partition before the Windows partition."
+    )
 
     @field_validator("family", mode="before")
     @classmethod

@@ -16,8 +16,11 @@ from typing import Any, NoReturn
 import click
 
 from vmforge import __version__
+from vmforge.cli.answer_cmd import answer
 from vmforge.cli.channel_cmd import channel
 from vmforge.cli.common import VmforgeGroup, print_json
+from vmforge.cli.iso_cmd import iso
+from vmforge.cli.media_cmd import media
 from vmforge.cli.spec_cmd import spec
 from vmforge.cli.vm_cmd import list_vms
 from vmforge.errors import VmforgeError
@@ -46,6 +49,9 @@ def cli(debug: bool) -> None:
 
 cli.add_command(spec)
 cli.add_command(list_vms)
+cli.add_command(iso)
+cli.add_command(answer)
+cli.add_command(media)
 cli.add_command(channel)
 
 

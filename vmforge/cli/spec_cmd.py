@@ -10,8 +10,9 @@ import click
 from vmforge import tomlout
 from vmforge.cli.common import VmforgeGroup, echo, json_option, print_json, spec_options
 from vmforge.errors import SpecError, UsageError
+from vmforge.media.iso_inspect import inspect_spec_iso
 from vmforge.plan import resolve_plan
-from vmforge.spec import DEFAULT_SPEC_FILE, Overrides, check_files, load_spec
+from vmforge.spec import DEFAULT_SPEC_FILE, OsKind, Overrides, check_files, load_spec
 from vmforge.templating import render_template
 
 
@@ -69,7 +70,10 @@ def show(spec_path: Path | None, sets: tuple[str, ...], resolved: bool, as_json:
     loaded, source = load_spec(spec_path, Overrides(sets), require_file=False)
     document: dict[str, Any] = {"source": str(source) if source else None, "spec": loaded.to_data()}
     if resolved:
-        document["plan"] = resolve_plan(loaded).to_data()
+        media = None
+        if loaded.windows.iso is not None and loaded.os is OsKind.WINDOWS:
+            media = inspect_spec_iso(loaded.windows.iso, loaded.windows.iso_sha256).media_facts()
+        document["plan"] = resolve_plan(loaded, media=media).to_data()
     if as_json:
         print_json(document)
         return

@@ -1,0 +1,104 @@
+"""Install-media benchmarks (not CI): run with  .venv/bin/python bench/media_bench.py [WORKDIR]
+
+1. ISO inspection time on a small and a multi-GB installer ISO (should not depend on size).
+2. Answer-ISO build time (vmforge/pycdlib, UDF + Joliet + Rock Ridge) against
+   ``genisoimage -J -joliet-long -udf`` on the same ~500 MB tree of a few large and a few
+   thousand small files, as a ratio measured in one run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.media_factory import FakeImage, build_iso, build_wim
+from vmforge.media.answer_iso import write_answer_iso
+from vmforge.media.iso_inspect import inspect_iso
+
+BIG_WIM_BYTES = 3 * 1024**3
+
+
+def _timed(func, *args, repeat=5):  # type: ignore[no-untyped-def]
+    best = float("inf")
+    result = None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = func(*args)
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def bench_inspection(work: Path) -> None:
+    small_wim = build_wim(work / "small.wim", (FakeImage("Windows 11 Pro", "Professional", 26100),))
+    small_iso = build_iso(work / "small.iso", {"sources/install.wim": small_wim})
+    tree = work / "big.tree" / "Windows"
+    tree.mkdir(parents=True)
+    with (tree / "payload.bin").open("wb") as handle:
+        for _ in range(BIG_WIM_BYTES // (64 * 1024**2)):
+            handle.write(os.urandom(64 * 1024**2))
+    big_wim = work / "big.wim"
+    subprocess.run(
+        ["wimcapture", str(tree.parent), str(big_wim), "Windows 11 Pro", "--compress=none",
+         "--image-property", "WINDOWS/EDITIONID=Professional", "--image-property", "WINDOWS/ARCH=9",
+         "--image-property", "WINDOWS/INSTALLATIONTYPE=Client", "--image-property", "WINDOWS/VERSION/MAJOR=10",
+         "--image-property", "WINDOWS/VERSION/BUILD=26100"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    shutil.rmtree(tree.parent)
+    big_iso = build_iso(work / "big.iso", {"sources/install.wim": big_wim})
+    big_wim.unlink()
+    t_small, _ = _timed(inspect_iso, small_iso)
+    t_big, info = _timed(inspect_iso, big_iso)
+    size = big_iso.stat().st_size / 1024**3
+    print(f"inspection: small ISO {t_small * 1000:.1f} ms, {size:.1f} GiB ISO {t_big * 1000:.1f} ms "
+          f"(family {info.family.value})")  # fmt: skip
+    big_iso.unlink()
+
+
+def bench_answer_iso(work: Path) -> None:
+    tree = work / "tree"
+    files: dict[str, bytes] = {}
+    for n in range(4):
+        files[f"packages/big{n}.bin"] = os.urandom(110 * 1024**2)
+    for n in range(3000):
+        files[f"$WinPEDriver$/drv{n // 100:02d}/file{n:04d}.inf"] = os.urandom(8 * 1024 + n)
+    for name, data in files.items():
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        (tree / name).write_bytes(data)
+    total = sum(len(d) for d in files.values()) / 1024**2
+    out = work / "gen.iso"
+
+    def genisoimage() -> None:
+        subprocess.run(
+            ["genisoimage", "-quiet", "-J", "-joliet-long", "-udf", "-o", str(out), str(tree)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+
+    def vmforge() -> None:
+        write_answer_iso(work / "vmf.iso", files)
+
+    t_gen, _ = _timed(genisoimage, repeat=3)
+    t_vmf, _ = _timed(vmforge, repeat=3)
+    print(f"answer ISO, {len(files)} files, {total:.0f} MiB: genisoimage {t_gen:.2f} s, vmforge {t_vmf:.2f} s, "
+          f"ratio {t_vmf / t_gen:.2f}x (target <= 2.0x)")  # fmt: skip
+
+
+def main() -> None:
+    work = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix="vmforge-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        bench_inspection(work)
+        bench_answer_iso(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
