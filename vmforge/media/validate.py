@@ -112,11 +112,6 @@ class AnswerFileInvalid(ChecksFailed):
     def __init__(self, message: str, hint: str | None, report: Report) -> None:
         super().__init__(message, hint, report=report.to_data())
 
-    def to_json(self) -> dict[str, Any]:
-        data = super().to_json()
-        data["report"] = self.report
-        return data
-
 
 # --- entry points ------------------------------------------------------------------------------
 
