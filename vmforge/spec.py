@@ -288,6 +288,11 @@ class GpuSection(Section):
     hide_hypervisor: bool = Field(
         False, description="Hide KVM from the guest and set a Hyper-V vendor id (NVIDIA drivers)."
     )
+    allow_shared_group: bool = Field(
+        False,
+        description="Pass only the card's own functions when its IOMMU group holds other devices "
+        "(unsafe without ACS); by default such a group is refused.",
+    )
 
     @field_validator("devices")
     @classmethod
