@@ -197,7 +197,7 @@ def resolve_plan(
             size=spec.disk.size,
             bus=_resolve_disk_bus(spec, family).value,
             pool=spec.disk.pool,
-            pool_dir=_pool_dir(spec.vm.connect, env),
+            pool_dir=spec.disk.pool_dir or _pool_dir(spec.vm.connect, env),
             volume=f"{spec.vm.name}.qcow2",
         ),
         network=spec.network.type,
@@ -221,7 +221,7 @@ def resolve_plan(
         else None,
         vnc_listen=spec.display.vnc_listen if spec.display.vnc else None,
         mac=spec.network.mac,
-        serial_log=directory / "logs" / "serial0.log" if _pool_dir(spec.vm.connect, env) is not None else None,
+        serial_log=directory / "logs" / "serial0.log" if is_local_uri(spec.vm.connect) else None,
         host_resolved=host is not None,
     )
 
@@ -363,9 +363,14 @@ def _is_system_uri(uri: str) -> bool:
     return uri.split("?", 1)[0].endswith("/system")
 
 
+def is_local_uri(uri: str) -> bool:
+    """qemu:///system and qemu:///session talk to this machine; qemu+ssh://host/... does not."""
+    rest = uri.split("://", 1)[1] if "://" in uri else ""
+    return rest.startswith("/")
+
+
 def _pool_dir(uri: str, env: Mapping[str, str]) -> Path | None:
-    scheme_host = uri.split("://", 1)[1] if "://" in uri else ""
-    if scheme_host and not scheme_host.startswith("/"):
+    if not is_local_uri(uri):
         return None  # a remote host: its pool must exist there
     if _is_system_uri(uri):
         return SYSTEM_POOL_DIR

@@ -175,6 +175,11 @@ class DiskSection(Section):
         "vmforge",
         description="libvirt storage pool for disk images (created by vmforge when missing).",
     )
+    pool_dir: Path | None = Field(
+        None,
+        description="Directory for the pool when vmforge creates it; default /var/lib/vmforge/images "
+        "(qemu:///system) or ~/.local/share/vmforge/images (qemu:///session). QEMU must be able to reach it.",
+    )
     bus: DiskBus = Field(
         DiskBus.AUTO,
         description="'virtio', 'sata', 'scsi' or 'auto' (virtio; sata for Windows 7).",
@@ -515,7 +520,7 @@ def read_spec_file(path: Path) -> dict[str, Any]:
         ) from None
 
 
-PATH_KEYS = (("windows", "iso"), ("virtio_win", "iso"), ("gpu", "rom"))
+PATH_KEYS = (("windows", "iso"), ("virtio_win", "iso"), ("gpu", "rom"), ("disk", "pool_dir"))
 
 
 def _rebase_paths(data: dict[str, Any], base: Path) -> None:

@@ -27,7 +27,7 @@ from vmforge.domain.video import Video, VncGraphics
 from vmforge.errors import VmforgeError
 from vmforge.ownership import OwnerTag
 from vmforge.plan import LEGACY_FAMILIES, Plan
-from vmforge.spec import Firmware, IvshmemModel, NetworkType, OsKind
+from vmforge.spec import Firmware, IvshmemModel, NetworkType, OsKind, VirtType
 
 
 class Shape(StrEnum):
@@ -39,14 +39,18 @@ class Shape(StrEnum):
 MEDIA_ROLES = ("installer", "answer", "virtio-win")
 
 
-def build_domain(plan: Plan, shape: Shape, owner: OwnerTag | None = None) -> Domain:
-    """The domain for ``plan`` in ``shape``; ``owner`` goes into ``<metadata>``."""
+def build_domain(plan: Plan, shape: Shape, owner: OwnerTag | None = None, uuid: str | None = None) -> Domain:
+    """The domain for ``plan`` in ``shape``; ``owner`` goes into ``<metadata>``; ``uuid`` keeps
+    an existing domain's identity when it is redefined."""
     if not plan.host_resolved:
         raise VmforgeError(
             "the plan was resolved without the libvirt host's capabilities",
             hint="resolve it with host facts (vmforge.domain.hostfacts.read_host_facts)",
         )
     windows = plan.os is OsKind.WINDOWS
+    # Hyper-V enlightenments need KVM: under TCG QEMU refuses to start ("kernel doesn't allow
+    # setting HyperV VP_INDEX"), so a TCG guest gets none, and no Hyper-V clock.
+    enlightened = windows and plan.virt_type is VirtType.KVM
     uefi = None
     if plan.firmware is not Firmware.BIOS:
         assert plan.uefi is not None  # resolved with host facts
@@ -56,13 +60,14 @@ def build_domain(plan: Plan, shape: Shape, owner: OwnerTag | None = None) -> Dom
     hide = bool(gpu and gpu.hide_hypervisor)
     return Domain(
         name=plan.name,
+        uuid=uuid,
         virt_type=plan.virt_type.value,
         memory_kib=plan.memory // 1024,
         vcpus=plan.vcpus,
         os=OsBoot(machine=plan.machine, uefi=uefi),
-        features=Features(hyperv=windows, hide_hypervisor=hide, smm=bool(uefi and uefi.secure)),
+        features=Features(hyperv=enlightened, hide_hypervisor=hide, smm=bool(uefi and uefi.secure)),
         cpu=Cpu(plan.cpu_mode, plan.vcpus),
-        clock=Clock(windows=windows),
+        clock=Clock(windows=windows, hyperv=enlightened),
         pm=PowerManagement(suspend_to_disk=False),
         on_reboot="destroy" if shape is Shape.INSTALL else "restart",
         metadata=(owner.to_xml(),) if owner else (),

@@ -43,16 +43,17 @@ class Features:
 
 @dataclass(frozen=True)
 class Clock:
-    """Windows keeps the RTC in local time and wants the Hyper-V clock; HPET off."""
+    """Windows keeps the RTC in local time and wants the Hyper-V clock (KVM only); HPET off."""
 
     windows: bool
+    hyperv: bool
 
     def element(self, parent: Element) -> Element:
         clock = sub(parent, "clock", offset="localtime" if self.windows else "utc")
         sub(clock, "timer", name="rtc", tickpolicy="catchup")
         sub(clock, "timer", name="pit", tickpolicy="delay")
         sub(clock, "timer", name="hpet", present="no")
-        if self.windows:
+        if self.hyperv:
             sub(clock, "timer", name="hypervclock", present="yes")
         return clock
 

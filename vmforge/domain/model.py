@@ -37,6 +37,7 @@ class Domain:
     clock: Clock
     pm: PowerManagement
     on_reboot: str  # restart | destroy
+    uuid: str | None = None  # set when redefining an existing domain
     metadata: tuple[str, ...] = ()  # serialized elements in foreign namespaces (the owner tag)
     disks: tuple[VolumeDisk | CdromDisk, ...] = ()
     scsi_controller: bool = False
@@ -53,6 +54,8 @@ class Domain:
     def to_element(self) -> Element:
         root = etree.Element("domain", type=self.virt_type)
         sub(root, "name", self.name)
+        if self.uuid:
+            sub(root, "uuid", self.uuid)
         if self.metadata:
             metadata = sub(root, "metadata")
             for item in self.metadata:

@@ -7,13 +7,7 @@ from typing import Any
 
 from vmforge.host.domcaps import DESCRIPTOR_DIRS, fetch_domcaps
 from vmforge.host.pci import PciHost
-from vmforge.plan import HostFacts
-
-
-def is_local_uri(uri: str) -> bool:
-    """qemu:///system and qemu:///session talk to this machine; qemu+ssh://host/... does not."""
-    rest = uri.split("://", 1)[1] if "://" in uri else ""
-    return rest.startswith("/")
+from vmforge.plan import HostFacts, is_local_uri
 
 
 def read_host_facts(conn: Any, uri: str, virt_type: str, sys_root: Path = Path("/")) -> HostFacts:

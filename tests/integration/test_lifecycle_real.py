@@ -1,0 +1,188 @@
+"""Provision, start and destroy a real domain under TCG: UEFI (NVRAM), TPM, ivshmem, owned volume."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import libvirt
+import pytest
+from lxml import etree
+
+from tests.integration.conftest import PREFIX, SYSTEM_URI, undefine_if_present
+from vmforge.domain.build import Shape
+from vmforge.domain.destroy import destroy_vm
+from vmforge.domain.lifecycle import provision, remove_media, start
+from vmforge.errors import OwnershipError
+from vmforge.host.facts import read_host_facts
+from vmforge.ownership import domain_owner, is_owned_pool_dir
+from vmforge.plan import Plan, resolve_plan
+from vmforge.spec import parse_spec
+from vmforge.state import VmDir
+from vmforge.storage import lookup_pool, lookup_volume
+
+pytestmark = pytest.mark.integration
+
+NAME = PREFIX + "life"
+POOL = PREFIX + "pool"
+SHM = PREFIX + "life-shm"
+
+
+@pytest.fixture
+def pool_dir() -> Iterator[Path]:
+    # QEMU runs as libvirt-qemu: the pool must not sit below pytest's 0700 tmp folders.
+    path = Path(f"/var/tmp/{POOL}-{os.getpid()}")
+    try:
+        yield path
+    finally:
+        conn = libvirt.open(SYSTEM_URI)
+        try:
+            for name in (NAME, PREFIX + "media"):
+                undefine_if_present(conn, name)
+            pool = lookup_pool(conn, POOL)
+            if pool is not None:
+                for volume in pool.listAllVolumes(0):
+                    volume.delete(0)
+                if pool.isActive():
+                    pool.destroy()
+                pool.undefine()
+        finally:
+            conn.close()
+        shutil.rmtree(path, ignore_errors=True)
+        Path("/dev/shm", SHM).unlink(missing_ok=True)
+
+
+def probe_plan(conn: Any, pool_dir: Path, name: str = NAME, **extra: Any) -> Plan:
+    data: dict[str, Any] = {
+        "os": "probe",
+        "vm": {"name": name, "virt_type": "qemu", "memory": "256MiB", "vcpus": 1, "firmware": "uefi", "tpm": "on"},
+        "disk": {"size": "64MiB", "pool": POOL, "pool_dir": str(pool_dir)},
+        "network": {"type": "none"},
+        "display": {"vnc": False},
+        "ivshmem": {"enabled": True, "name": SHM},
+    }
+    for section, values in extra.items():
+        data.setdefault(section, {}).update(values)
+    spec = parse_spec(data, label="test")
+    return resolve_plan(spec, host=read_host_facts(conn, SYSTEM_URI, "qemu"))
+
+
+def test_provision_start_destroy_leaves_nothing(system_conn: Any, pool_dir: Path) -> None:
+    plan = probe_plan(system_conn, pool_dir)
+    dom = provision(system_conn, plan, Shape.INSTALL)
+    # Idempotent: the same plan again changes nothing.
+    before = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    dom = provision(system_conn, plan, Shape.INSTALL)
+    assert dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) == before
+    assert is_owned_pool_dir(pool_dir)
+
+    tag = domain_owner(dom)
+    assert tag is not None and [(v.pool, v.name) for v in tag.volumes] == [(POOL, f"{NAME}.qcow2")]
+    volume_path = Path(tag.volumes[0].key)
+    assert volume_path == pool_dir / f"{NAME}.qcow2" and volume_path.is_file()
+
+    start(dom)
+    assert dom.isActive()
+    config = etree.fromstring(dom.XMLDesc(0).encode())
+    nvram = Path(str(config.findtext("os/nvram")))
+    swtpm = Path("/var/lib/libvirt/swtpm", str(config.findtext("uuid")))
+    shm = Path("/dev/shm", SHM)
+    assert nvram.is_file() and swtpm.is_dir() and shm.exists()
+    assert shm.stat().st_size == plan.ivshmem.size  # type: ignore[union-attr]
+    assert config.find("os/nvram").get("template", "").endswith("VARS_4M.fd")  # type: ignore[union-attr]
+
+    vm_dir = VmDir(NAME)
+    assert vm_dir.root.is_dir()  # the serial log lives there
+    report = destroy_vm(system_conn, NAME, vm_dir)
+    assert f"domain {NAME}" in report.removed and f"volume {POOL}/{NAME}.qcow2" in report.removed
+
+    with pytest.raises(libvirt.libvirtError):
+        system_conn.lookupByName(NAME)
+    pool = lookup_pool(system_conn, POOL)
+    assert pool is not None and lookup_volume(pool, f"{NAME}.qcow2") is None
+    assert not volume_path.exists() and not nvram.exists() and not swtpm.exists() and not shm.exists()
+    assert not vm_dir.root.exists()
+
+    # Re-running converges: nothing left to remove, no error.
+    again = destroy_vm(system_conn, NAME, vm_dir)
+    assert again.removed == [] and f"domain {NAME}" in again.absent
+
+
+def test_keep_disk_keeps_only_the_volume(system_conn: Any, pool_dir: Path) -> None:
+    plan = probe_plan(system_conn, pool_dir)
+    provision(system_conn, plan, Shape.FINAL)
+    report = destroy_vm(system_conn, NAME, VmDir(NAME), keep_disk=True)
+    assert report.kept == [f"volume {POOL}/{NAME}.qcow2"]
+    assert (pool_dir / f"{NAME}.qcow2").is_file()
+    # The kept volume is no longer proven ours: provisioning again refuses to adopt it.
+    with pytest.raises(OwnershipError, match="already exists in pool"):
+        provision(system_conn, plan, Shape.FINAL)
+
+
+def test_foreign_same_named_domain_is_left_untouched(system_conn: Any, pool_dir: Path) -> None:
+    xml = (
+        f"<domain type='qemu'><name>{NAME}</name><memory unit='MiB'>64</memory>"
+        "<os><type arch='x86_64' machine='q35'>hvm</type></os></domain>"
+    )
+    system_conn.defineXML(xml)
+    with pytest.raises(OwnershipError, match="vmforge did not create it"):
+        destroy_vm(system_conn, NAME, VmDir(NAME))
+    with pytest.raises(OwnershipError):
+        provision(system_conn, probe_plan(system_conn, pool_dir), Shape.INSTALL)
+    assert system_conn.lookupByName(NAME).name() == NAME  # still there
+
+
+def test_final_shape_removes_media_live_and_persistently(system_conn: Any, pool_dir: Path, tmp_path: Path) -> None:
+    """A BIOS Windows-shaped domain with real (tiny) ISO files: media removed while it runs."""
+    media = Path(f"/var/tmp/{PREFIX}media-{os.getpid()}")
+    media.mkdir(mode=0o755)
+    try:
+        isos = {}
+        for role in ("installer", "virtio"):
+            iso = media / f"{role}.iso"
+            iso.write_bytes(b"\0" * 2048 * 16)
+            iso.chmod(0o644)
+            isos[role] = iso
+        data: dict[str, Any] = {
+            "vm": {"name": PREFIX + "media", "virt_type": "qemu", "memory": "256MiB", "vcpus": 1, "tpm": "off"},
+            "windows": {"family": "7", "iso": str(isos["installer"])},
+            "virtio_win": {"iso": str(isos["virtio"])},
+            "disk": {"size": "64MiB", "pool": POOL, "pool_dir": str(pool_dir)},
+            "network": {"type": "none"},
+            "display": {"vnc": False},
+        }
+        plan = resolve_plan(parse_spec(data, label="t"), host=read_host_facts(system_conn, SYSTEM_URI, "qemu"))
+        # The answer ISO is made by the media step; a stand-in file at its planned path.
+        answer = plan.media.answer_iso  # type: ignore[union-attr]
+        answer.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(isos["virtio"], answer)
+        plan = _with_answer(plan, media / "answer.iso", answer)
+        dom = provision(system_conn, plan, Shape.POST_INSTALL)
+        start(dom)
+        deadline = time.monotonic() + 30
+        while not dom.isActive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert sorted(remove_media(dom)) == ["answer", "virtio-win"]
+        config = etree.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE).encode())
+        live = etree.fromstring(dom.XMLDesc(0).encode())
+        assert config.findall("devices/disk[@device='cdrom']") == []
+        live_cds = live.findall("devices/disk[@device='cdrom']")
+        assert len(live_cds) == 2  # still plugged until the next boot ...
+        assert all(d.find("source") is None or d.find("source").get("file") is None for d in live_cds)  # ... but empty
+        assert remove_media(dom) == []  # converged
+        destroy_vm(system_conn, PREFIX + "media", VmDir(PREFIX + "media"))
+    finally:
+        shutil.rmtree(media, ignore_errors=True)
+
+
+def _with_answer(plan: Plan, target: Path, source: Path) -> Plan:
+    """Point the plan's answer ISO at a QEMU-readable copy (the state folder is 0700)."""
+    import dataclasses
+
+    shutil.copy(source, target)
+    target.chmod(0o644)
+    return dataclasses.replace(plan, media=dataclasses.replace(plan.media, answer_iso=target))  # type: ignore[arg-type]

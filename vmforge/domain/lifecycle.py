@@ -1,0 +1,90 @@
+"""Defining, starting and re-shaping vmforge's domains on a libvirt connection."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import libvirt
+from lxml import etree
+
+from vmforge.domain.build import MEDIA_ROLES, Shape, build_domain
+from vmforge.domain.owner import owner_tag
+from vmforge.libvirt_conn import libvirt_errors
+from vmforge.ownership import OwnerTag, lookup_owned_domain
+from vmforge.plan import Plan
+from vmforge.state import VmDir, utc_now
+from vmforge.storage import check_volume_free, create_volume, ensure_pool, volume_ref
+
+
+def define_xml(conn: Any, xml: str) -> Any:
+    """Define with libvirt's own schema validation on."""
+    root = etree.fromstring(xml.encode())
+    with libvirt_errors(f"defining domain {root.findtext('name')}"):
+        return conn.defineXMLFlags(xml, libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
+
+
+def provision(conn: Any, plan: Plan, shape: Shape, clock: Callable[[], datetime] = utc_now) -> Any:
+    """Pool, owner-tagged domain, then volume: each made only when missing, so a re-run converges.
+
+    Everything that could be foreign is checked before anything is defined.  The domain is
+    defined before its volume so the volume is listed in an owner tag from the moment it
+    exists; defining the same plan twice leaves the domain unchanged.
+    """
+    existing = lookup_owned_domain(conn, plan.name)  # OwnershipError for a foreign domain
+    pool = ensure_pool(conn, plan.disk)
+    volume = check_volume_free(pool, plan.disk, existing[1] if existing else None)
+    ref = volume_ref(pool, plan.disk)
+    tag = owner_tag(plan, (ref,), clock)
+    uuid = None
+    if existing is not None:
+        with libvirt_errors(f"reading domain {plan.name}"):
+            uuid = str(existing[0].UUIDString())
+        tag = OwnerTag(
+            vm=tag.vm,
+            spec_hash=tag.spec_hash,
+            plan_hash=tag.plan_hash,
+            created=existing[1].created,  # keep the first creation time
+            version=tag.version,
+            volumes=tuple(dict.fromkeys((*existing[1].volumes, ref))),
+        )
+    if plan.serial_log is not None:
+        VmDir(plan.name, root=plan.vm_dir.parent.parent).ensure()
+    dom = define_xml(conn, build_domain(plan, shape, tag, uuid).to_xml())
+    if volume is None:
+        create_volume(pool, plan.disk)
+    return dom
+
+
+def start(dom: Any) -> None:
+    with libvirt_errors(f"starting domain {dom.name()}"):
+        if not dom.isActive():
+            dom.create()
+
+
+def remove_media(dom: Any) -> list[str]:
+    """The final shape on a defined (maybe running) domain: vmforge's CD-ROMs leave the persistent
+    config; a running guest has its trays emptied, since libvirt refuses a live detach ("disk
+    device type 'cdrom' cannot be detached"), so the empty drives disappear
+    at the next boot.  Returns the roles removed; a re-run removes nothing."""
+    removed: list[str] = []
+    with libvirt_errors(f"reading domain {dom.name()}"):
+        config = etree.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE).encode())
+        live = etree.fromstring(dom.XMLDesc(0).encode()) if dom.isActive() else None
+    for disk in config.findall("devices/disk[@device='cdrom']"):
+        role = disk.findtext("serial")
+        if role not in MEDIA_ROLES:
+            continue  # not one of vmforge's media drives
+        with libvirt_errors(f"detaching the {role} media from {dom.name()}"):
+            dom.detachDeviceFlags(etree.tostring(disk, encoding="unicode"), libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+        removed.append(str(role))
+    if live is not None:
+        for disk in live.findall("devices/disk[@device='cdrom']"):
+            source = disk.find("source")
+            if disk.findtext("serial") not in MEDIA_ROLES or source is None or source.get("file") is None:
+                continue  # not ours, or already empty (an ejected tray keeps <source index='N'/>)
+            disk.remove(source)
+            with libvirt_errors(f"ejecting the {disk.findtext('serial')} media of {dom.name()}"):
+                dom.updateDeviceFlags(etree.tostring(disk, encoding="unicode"), libvirt.VIR_DOMAIN_AFFECT_LIVE)
+    return removed
