@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import libvirt
 import pytest
 from lxml import etree
 
-from tests.integration.conftest import PREFIX, SYSTEM_URI, undefine_if_present
+from tests.integration.conftest import NAME, POOL, PREFIX, SHM, SYSTEM_URI, probe_plan
 from vmforge.domain.build import Shape
 from vmforge.domain.destroy import destroy_vm
 from vmforge.domain.lifecycle import provision, remove_media, start
@@ -26,49 +25,6 @@ from vmforge.state import VmDir
 from vmforge.storage import lookup_pool, lookup_volume
 
 pytestmark = pytest.mark.integration
-
-NAME = PREFIX + "life"
-POOL = PREFIX + "pool"
-SHM = PREFIX + "life-shm"
-
-
-@pytest.fixture
-def pool_dir() -> Iterator[Path]:
-    # QEMU runs as libvirt-qemu: the pool must not sit below pytest's 0700 tmp folders.
-    path = Path(f"/var/tmp/{POOL}-{os.getpid()}")
-    try:
-        yield path
-    finally:
-        conn = libvirt.open(SYSTEM_URI)
-        try:
-            for name in (NAME, PREFIX + "media"):
-                undefine_if_present(conn, name)
-            pool = lookup_pool(conn, POOL)
-            if pool is not None:
-                for volume in pool.listAllVolumes(0):
-                    volume.delete(0)
-                if pool.isActive():
-                    pool.destroy()
-                pool.undefine()
-        finally:
-            conn.close()
-        shutil.rmtree(path, ignore_errors=True)
-        Path("/dev/shm", SHM).unlink(missing_ok=True)
-
-
-def probe_plan(conn: Any, pool_dir: Path, name: str = NAME, **extra: Any) -> Plan:
-    data: dict[str, Any] = {
-        "os": "probe",
-        "vm": {"name": name, "virt_type": "qemu", "memory": "256MiB", "vcpus": 1, "firmware": "uefi", "tpm": "on"},
-        "disk": {"size": "64MiB", "pool": POOL, "pool_dir": str(pool_dir)},
-        "network": {"type": "none"},
-        "display": {"vnc": False},
-        "ivshmem": {"enabled": True, "name": SHM},
-    }
-    for section, values in extra.items():
-        data.setdefault(section, {}).update(values)
-    spec = parse_spec(data, label="test")
-    return resolve_plan(spec, host=read_host_facts(conn, SYSTEM_URI, "qemu"))
 
 
 def test_provision_start_destroy_leaves_nothing(system_conn: Any, pool_dir: Path) -> None:

@@ -17,6 +17,9 @@ import click
 
 from vmforge import __version__
 from vmforge.cli.common import VmforgeGroup, print_json
+from vmforge.cli.destroy_cmd import destroy
+from vmforge.cli.domain_cmd import domain
+from vmforge.cli.gpu_cmd import gpu
 from vmforge.cli.spec_cmd import spec
 from vmforge.cli.vm_cmd import list_vms
 from vmforge.errors import VmforgeError
@@ -45,6 +48,9 @@ def cli(debug: bool) -> None:
 
 cli.add_command(spec)
 cli.add_command(list_vms)
+cli.add_command(domain)
+cli.add_command(destroy)
+cli.add_command(gpu)
 
 
 def _report(message: str, hint: str | None, code: int, as_json: bool, extra: dict[str, Any] | None = None) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from vmforge.errors import SpecError, VmforgeError
 
@@ -77,7 +78,7 @@ class PciDevice:
     def id(self) -> str:
         return f"{self.vendor:04x}:{self.device:04x}"
 
-    def to_data(self) -> dict[str, object]:
+    def to_data(self) -> dict[str, Any]:
         return {
             "address": str(self.address),
             "id": self.id,
