@@ -65,11 +65,27 @@ def pool_path(pool: Any) -> Path:
     return Path(str(root.findtext("target/path")))
 
 
-def ensure_pool(conn: Any, disk: DiskPlan) -> Any:
+def check_qemu_can_reach(path: Path) -> None:
+    """On qemu:///system QEMU runs as its own user: every existing folder above ``path`` must let
+    others through (libvirt relabels the image file, never its parents)."""
+    for folder in [path, *path.parents]:
+        if not folder.exists():
+            continue
+        if not folder.stat().st_mode & 0o001:
+            raise LibvirtError(
+                f"disk.pool_dir = '{path}': QEMU cannot reach it ({folder} is not searchable by other users)",
+                hint=f"pick a folder outside private homes (default /var/lib/vmforge/images), or chmod o+x {folder}",
+            )
+
+
+def ensure_pool(conn: Any, disk: DiskPlan, system: bool = True) -> Any:
     """The pool ``disk.pool``, created (directory pool at ``disk.pool_dir``, marked) when missing,
-    started when inactive.  An existing pool is used as it is and never deleted by vmforge."""
+    started when inactive.  An existing pool is used as it is and never deleted by vmforge.
+    ``system``: QEMU runs as another user (qemu:///system), so the folder must be reachable."""
     pool = lookup_pool(conn, disk.pool)
     if pool is None:
+        if disk.pool_dir is not None and system:
+            check_qemu_can_reach(disk.pool_dir)
         if disk.pool_dir is None:
             raise LibvirtError(
                 f"storage pool '{disk.pool}' does not exist on the remote libvirt host",

@@ -12,11 +12,11 @@ import libvirt
 import pytest
 from lxml import etree
 
-from tests.integration.conftest import NAME, POOL, PREFIX, SHM, SYSTEM_URI, probe_plan
+from tests.integration.conftest import NAME, POOL, PREFIX, SHM, SYSTEM_URI, probe_plan, undefine_if_present
 from vmforge.domain.build import Shape
 from vmforge.domain.destroy import destroy_vm
 from vmforge.domain.lifecycle import provision, remove_media, start
-from vmforge.errors import OwnershipError
+from vmforge.errors import LibvirtError, OwnershipError, VmforgeError
 from vmforge.host.facts import read_host_facts
 from vmforge.ownership import domain_owner, is_owned_pool_dir
 from vmforge.plan import Plan, resolve_plan
@@ -142,3 +142,52 @@ def _with_answer(plan: Plan, target: Path, source: Path) -> Plan:
     shutil.copy(source, target)
     target.chmod(0o644)
     return dataclasses.replace(plan, media=dataclasses.replace(plan.media, answer_iso=target))  # type: ignore[arg-type]
+
+
+def test_windows11_install_shape_starts_under_tcg(system_conn: Any, pool_dir: Path) -> None:
+    """Secure-boot OVMF with SMM, swtpm TPM 2.0, SATA CDs, virtio disk and video: QEMU accepts it all."""
+    import dataclasses
+
+    name = PREFIX + "w11"
+    spec = parse_spec(
+        {
+            "vm": {"name": name, "virt_type": "qemu", "memory": "512MiB", "vcpus": 1},
+            "windows": {"family": "11"},
+            "disk": {"size": "64MiB", "pool": POOL, "pool_dir": str(pool_dir)},
+            "network": {"type": "none"},
+        },
+        label="t",
+    )
+    plan = resolve_plan(spec, host=read_host_facts(system_conn, SYSTEM_URI, "qemu"))
+    answer = pool_dir.parent / f"{name}-answer-{os.getpid()}.iso"
+    answer.write_bytes(b"\0" * 2048 * 16)
+    answer.chmod(0o644)
+    try:
+        plan = dataclasses.replace(plan, media=dataclasses.replace(plan.media, answer_iso=answer))  # type: ignore[arg-type]
+        dom = provision(system_conn, plan, Shape.INSTALL)
+        start(dom)
+        live = etree.fromstring(dom.XMLDesc(0).encode())
+        assert dom.isActive()
+        assert live.find("os/loader").get("secure") == "yes"  # type: ignore[union-attr]
+        assert live.find("os/nvram").get("template").endswith("OVMF_VARS_4M.ms.fd")  # type: ignore[union-attr]
+        assert live.find("devices/tpm/backend").get("version") == "2.0"  # type: ignore[union-attr]
+        destroy_vm(system_conn, name, VmDir(name))
+    finally:
+        undefine_if_present(system_conn, name)
+        answer.unlink(missing_ok=True)
+
+
+def test_bad_input_is_refused_before_anything_is_defined(system_conn: Any, pool_dir: Path, tmp_path: Path) -> None:
+    doorbell = probe_plan(system_conn, pool_dir, ivshmem={"model": "doorbell"})
+    with pytest.raises(VmforgeError, match="needs an ivshmem server listening"):
+        provision(system_conn, doorbell, Shape.INSTALL)
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    hidden = probe_plan(system_conn, private / "pool", disk={"pool": PREFIX + "hidden"})
+    with pytest.raises(LibvirtError, match="QEMU cannot reach it"):
+        provision(system_conn, hidden, Shape.INSTALL)
+    for name in (NAME,):
+        with pytest.raises(libvirt.libvirtError):
+            system_conn.lookupByName(name)
+    assert lookup_pool(system_conn, PREFIX + "hidden") is None
+    assert not (private / "pool").exists()

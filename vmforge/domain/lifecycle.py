@@ -11,6 +11,7 @@ from lxml import etree
 
 from vmforge.domain.build import MEDIA_ROLES, Shape, build_domain
 from vmforge.domain.owner import owner_tag
+from vmforge.errors import VmforgeError
 from vmforge.libvirt_conn import libvirt_errors
 from vmforge.ownership import OwnerTag, lookup_owned_domain
 from vmforge.plan import Plan
@@ -33,7 +34,8 @@ def provision(conn: Any, plan: Plan, shape: Shape, clock: Callable[[], datetime]
     exists; defining the same plan twice leaves the domain unchanged.
     """
     existing = lookup_owned_domain(conn, plan.name)  # OwnershipError for a foreign domain
-    pool = ensure_pool(conn, plan.disk)
+    check_startable(plan)
+    pool = ensure_pool(conn, plan.disk, system=plan.system_uri)
     volume = check_volume_free(pool, plan.disk, existing[1] if existing else None)
     ref = volume_ref(pool, plan.disk)
     tag = owner_tag(plan, (ref,), clock)
@@ -55,6 +57,16 @@ def provision(conn: Any, plan: Plan, shape: Shape, clock: Callable[[], datetime]
     if volume is None:
         create_volume(pool, plan.disk)
     return dom
+
+
+def check_startable(plan: Plan) -> None:
+    """What must hold before anything is defined for a VM that is going to run."""
+    ivshmem = plan.ivshmem
+    if ivshmem is not None and ivshmem.socket is not None and not ivshmem.socket.is_socket():
+        raise VmforgeError(
+            f"ivshmem.model = 'doorbell' needs an ivshmem server listening on {ivshmem.socket}, and none is",
+            hint="Debian ships no ivshmem-server; until vmforge's own server lands use ivshmem.model = 'plain'",
+        )
 
 
 def start(dom: Any) -> None:
