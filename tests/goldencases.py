@@ -86,6 +86,14 @@ CASES: dict[str, Case] = {
         Shape.FINAL,
         None,
     ),
+    "tuned-pinning-hugepages-hibernate": (
+        {
+            "vm": {"name": "tuned", "vcpus": 4, "cpu_pinning": [2, 3, 6, 7], "hugepages": True, "hibernate": True},
+            "windows": {"family": "2025", "iso": ISO},
+        },
+        Shape.POST_INSTALL,
+        None,
+    ),
     "virtio-gpu-8k-multihead": (
         {
             "vm": {"name": "win8k"},

@@ -139,6 +139,9 @@ class Plan:
     media: MediaPlan | None = None
     vnc_listen: str | None = "127.0.0.1"  # None: no VNC
     mac: str | None = None
+    cpu_pinning: tuple[int, ...] = ()
+    hugepages: bool = False
+    hibernate: bool = False
     serial_log: Path | None = None  # None on remote hosts: read through the console stream
     host_resolved: bool = False
     notes: tuple[str, ...] = field(default=())
@@ -221,6 +224,9 @@ def resolve_plan(
         else None,
         vnc_listen=spec.display.vnc_listen if spec.display.vnc else None,
         mac=spec.network.mac,
+        cpu_pinning=spec.vm.cpu_pinning,
+        hugepages=spec.vm.hugepages,
+        hibernate=spec.vm.hibernate,
         serial_log=directory / "logs" / "serial0.log" if is_local_uri(spec.vm.connect) else None,
         host_resolved=host is not None,
     )

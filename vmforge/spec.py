@@ -153,6 +153,11 @@ class VmSection(Section):
         "(from the Windows family).",
     )
     tpm: Toggle = Field(Toggle.AUTO, description="Emulated TPM 2.0: 'on', 'off' or 'auto' (on for Windows 11).")
+    cpu_pinning: tuple[int, ...] = Field(
+        (), description="Host CPU for each vCPU in order, e.g. [2, 3, 4, 5]; empty: no pinning."
+    )
+    hugepages: bool = Field(False, description="Back guest memory with the host's (pre-allocated) huge pages.")
+    hibernate: bool = Field(False, description="Allow the guest to hibernate (ACPI S4, suspend-to-disk).")
 
     @field_validator("name")
     @classmethod
@@ -160,6 +165,16 @@ class VmSection(Section):
         if not _NAME_RE.match(value):
             raise ValueError("a VM name is 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit")
         return value
+
+    @model_validator(mode="after")
+    def _check_pinning(self) -> VmSection:
+        if self.cpu_pinning and len(self.cpu_pinning) != self.vcpus:
+            raise ValueError(
+                f"vm.cpu_pinning lists {len(self.cpu_pinning)} host CPUs for {self.vcpus} vCPUs; give one per vCPU"
+            )
+        if any(cpu < 0 for cpu in self.cpu_pinning):
+            raise ValueError("vm.cpu_pinning: host CPU numbers start at 0")
+        return self
 
     @field_validator("connect")
     @classmethod

@@ -48,6 +48,9 @@ FIELD_CASES = [
     ({"vm": {"cpu": "host-model"}}, "/domain/cpu/@mode", "host-model"),
     ({"vm": {"cpu": "Skylake-Client"}}, "/domain/cpu/model/text()", "Skylake-Client"),
     ({"vm": {"firmware": "uefi-secure"}}, "/domain/os/loader/@secure", "yes"),
+    ({"vm": {"vcpus": 2, "cpu_pinning": [6, 7]}}, "/domain/cputune/vcpupin[@vcpu='1']/@cpuset", "7"),
+    ({"vm": {"hugepages": True}}, "count(/domain/memoryBacking/hugepages)", "1.0"),
+    ({"vm": {"hibernate": True}}, "/domain/pm/suspend-to-disk/@enabled", "yes"),
     ({"vm": {"firmware": "uefi-secure"}}, "/domain/features/smm/@state", "on"),
     ({"vm": {"firmware": "bios"}}, "count(/domain/os/loader)", "0.0"),
     ({"vm": {"tpm": "on"}}, "/domain/devices/tpm/backend/@version", "2.0"),
@@ -148,6 +151,11 @@ def test_ivshmem_size_rules() -> None:
         xml_for({"ivshmem": {"enabled": True, "size": "96MiB"}})
     with pytest.raises(SpecError, match="7680x4320"):
         xml_for({"display": {"resolution": "8192x4320"}})
+
+
+def test_pinning_needs_one_cpu_per_vcpu() -> None:
+    with pytest.raises(SpecError, match="lists 1 host CPUs for 2 vCPUs"):
+        xml_for({"vm": {"vcpus": 2, "cpu_pinning": [3]}})
 
 
 def test_unresolved_plan_is_refused() -> None:

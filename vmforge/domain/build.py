@@ -23,6 +23,7 @@ from vmforge.domain.model import Domain
 from vmforge.domain.network import Interface
 from vmforge.domain.shmem import Shmem
 from vmforge.domain.tpm import Tpm
+from vmforge.domain.tuning import CpuTune, HugePages
 from vmforge.domain.video import Video, VncGraphics
 from vmforge.errors import VmforgeError
 from vmforge.ownership import OwnerTag
@@ -68,7 +69,9 @@ def build_domain(plan: Plan, shape: Shape, owner: OwnerTag | None = None, uuid: 
         features=Features(hyperv=enlightened, hide_hypervisor=hide, smm=bool(uefi and uefi.secure)),
         cpu=Cpu(plan.cpu_mode, plan.vcpus),
         clock=Clock(windows=windows, hyperv=enlightened),
-        pm=PowerManagement(suspend_to_disk=False),
+        pm=PowerManagement(suspend_to_disk=plan.hibernate),
+        hugepages=HugePages() if plan.hugepages else None,
+        cputune=CpuTune(plan.cpu_pinning) if plan.cpu_pinning else None,
         on_reboot="destroy" if shape is Shape.INSTALL else "restart",
         metadata=(owner.to_xml(),) if owner else (),
         disks=disks,

@@ -17,6 +17,7 @@ from vmforge.domain.memballoon import Memballoon
 from vmforge.domain.network import Interface
 from vmforge.domain.shmem import Shmem
 from vmforge.domain.tpm import Tpm
+from vmforge.domain.tuning import CpuTune, HugePages
 from vmforge.domain.video import Video, VncGraphics
 from vmforge.domain.xmlutil import Element, sub
 
@@ -38,7 +39,9 @@ class Domain:
     pm: PowerManagement
     on_reboot: str  # restart | destroy
     uuid: str | None = None  # set when redefining an existing domain
-    metadata: tuple[str, ...] = ()  # serialized elements in foreign namespaces (the owner tag)
+    metadata: tuple[str, ...] = ()
+    hugepages: HugePages | None = None
+    cputune: CpuTune | None = None  # serialized elements in foreign namespaces (the owner tag)
     disks: tuple[VolumeDisk | CdromDisk, ...] = ()
     scsi_controller: bool = False
     interfaces: tuple[Interface, ...] = ()
@@ -62,7 +65,11 @@ class Domain:
                 metadata.append(etree.fromstring(item.encode()))
         sub(root, "memory", str(self.memory_kib), unit="KiB")
         sub(root, "currentMemory", str(self.memory_kib), unit="KiB")
+        if self.hugepages is not None:
+            self.hugepages.element(root)
         sub(root, "vcpu", str(self.vcpus), placement="static")
+        if self.cputune is not None:
+            self.cputune.element(root)
         self.os.element(root)
         self.features.element(root)
         self.cpu.element(root)
