@@ -15,7 +15,7 @@ from lxml import etree
 from tests.integration.conftest import NAME, POOL, PREFIX, SHM, SYSTEM_URI, probe_plan, undefine_if_present
 from vmforge.domain.build import Shape
 from vmforge.domain.destroy import destroy_vm
-from vmforge.domain.lifecycle import provision, remove_media, start
+from vmforge.domain.lifecycle import provision, remove_media, send_keys, start, wait_for_stop
 from vmforge.errors import LibvirtError, OwnershipError, VmforgeError
 from vmforge.host.facts import read_host_facts
 from vmforge.ownership import domain_owner, is_owned_pool_dir
@@ -191,3 +191,19 @@ def test_bad_input_is_refused_before_anything_is_defined(system_conn: Any, pool_
             system_conn.lookupByName(name)
     assert lookup_pool(system_conn, PREFIX + "hidden") is None
     assert not (private / "pool").exists()
+
+
+def test_install_shape_turns_a_guest_reset_into_a_stop(system_conn: Any, pool_dir: Path) -> None:
+    """on_reboot=destroy: the host sees Setup's first reboot as the domain stopping."""
+    plan = probe_plan(system_conn, pool_dir, vm={"firmware": "bios", "tpm": "off"}, ivshmem={"enabled": False})
+    dom = provision(system_conn, plan, Shape.INSTALL)
+    start(dom)
+    send_keys(dom, "enter", "space")
+    with pytest.raises(VmforgeError, match="still runs after 0s"):
+        wait_for_stop(dom, 0)
+    dom.reset()  # what a guest reboot looks like to QEMU
+    assert wait_for_stop(dom, 30, poll=0.1) in ("shutdown", "destroyed")
+    assert not dom.isActive() and dom.isPersistent()
+    with pytest.raises(VmforgeError, match="unknown key"):
+        send_keys(dom, "anykey")
+    destroy_vm(system_conn, NAME, VmDir(NAME))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -67,6 +68,49 @@ def check_startable(plan: Plan) -> None:
             f"ivshmem.model = 'doorbell' needs an ivshmem server listening on {ivshmem.socket}, and none is",
             hint="Debian ships no ivshmem-server; until vmforge's own server lands use ivshmem.model = 'plain'",
         )
+
+
+# Linux input keycodes (include/uapi/linux/input-event-codes.h) for what installers ask for.
+KEYCODES = {"enter": 28, "space": 57, "esc": 1, "tab": 15, "f8": 66, "f12": 88}
+
+# virDomainShutoffReason
+_SHUTOFF_REASONS = {0: "unknown", 1: "shutdown", 2: "destroyed", 3: "crashed", 4: "migrated", 5: "saved", 6: "failed"}
+
+
+def send_keys(dom: Any, *names: str, hold_ms: int = 100) -> None:
+    """Press ``names`` one after another (e.g. "enter" for "press any key to boot from CD")."""
+    for name in names:
+        if name not in KEYCODES:
+            raise VmforgeError(f"unknown key {name!r}", hint=f"use one of {', '.join(sorted(KEYCODES))}")
+        with libvirt_errors(f"sending key {name} to {dom.name()}"):
+            dom.sendKey(libvirt.VIR_KEYCODE_SET_LINUX, hold_ms, [KEYCODES[name]], 1, 0)
+
+
+def wait_for_stop(
+    dom: Any,
+    timeout: float,
+    *,
+    poll: float = 0.5,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
+    """Wait until the domain is shut off (in the install shape a guest reboot also stops it, since
+    ``on_reboot`` is destroy) and return why: shutdown, destroyed, crashed, ...
+
+    Polls the state (libvirt events need an event loop registered before connecting; polling
+    works on any connection, remote ones included)."""
+    deadline = clock() + timeout
+    while True:
+        with libvirt_errors(f"reading the state of {dom.name()}"):
+            state, reason = dom.state()
+        if state == libvirt.VIR_DOMAIN_SHUTOFF:
+            return _SHUTOFF_REASONS.get(reason, str(reason))
+        if clock() >= deadline:
+            raise VmforgeError(
+                f"domain {dom.name()} still runs after {timeout:.0f}s",
+                hint="look at its console (virsh console / the serial log) and raise the timeout if it is just slow",
+            )
+        sleep(poll)
 
 
 def start(dom: Any) -> None:
