@@ -6,6 +6,7 @@ when the owner tag of its VM's domain lists it by pool, name and key (see vmforg
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +135,58 @@ def create_volume(pool: Any, disk: DiskPlan) -> Any:
     """A new qcow2 volume of ``disk.size``."""
     with libvirt_errors(f"creating volume {disk.volume} in pool {disk.pool}"):
         return pool.createXML(volume_xml(disk.volume, disk.size, disk.format), 0)
+
+
+def overlay_xml(name: str, capacity: int, base_path: str, base_format: str) -> str:
+    root = etree.fromstring(volume_xml(name, capacity, "qcow2").encode())
+    backing = etree.SubElement(root, "backingStore")
+    etree.SubElement(backing, "path").text = base_path
+    etree.SubElement(backing, "format", type=base_format)
+    return etree.tostring(root, encoding="unicode")
+
+
+def create_overlay(pool: Any, name: str, base: Any) -> Any:
+    """A qcow2 volume ``name`` whose reads fall through to ``base`` (a clone in no time).
+
+    The base must stay unchanged while overlays exist; vmforge makes its file read-only for
+    QEMU by never attaching it writable itself."""
+    with libvirt_errors(f"reading base volume {base.name()}"):
+        info = base.info()  # (type, capacity, allocation)
+        base_root = etree.fromstring(base.XMLDesc(0).encode())
+    base_format = base_root.find("target/format")
+    fmt = base_format.get("type", "raw") if base_format is not None else "raw"
+    with libvirt_errors(f"creating overlay {name} on {base.name()}"):
+        return pool.createXML(overlay_xml(name, int(info[1]), str(base.key()), str(fmt)), 0)
+
+
+UPLOAD_CHUNK = 4 * 1024**2
+
+
+def upload_volume(conn: Any, pool: Any, name: str, source: Path) -> Any:
+    """Copy a local file (an ISO) into a new raw volume through libvirt's stream API, so media
+    reach remote hosts (qemu+ssh://) and sit where QEMU may read them.  Replaces nothing: an
+    existing volume of that name is an error for the caller to resolve."""
+    size = source.stat().st_size
+    if lookup_volume(pool, name) is not None:
+        raise OwnershipError(
+            f"volume '{name}' already exists in pool '{pool.name()}'",
+            hint="vmforge uploads media only into names it has not used; remove the old one first",
+        )
+    with libvirt_errors(f"creating volume {name} for {source}"):
+        volume = pool.createXML(volume_xml(name, size, "raw"), 0)
+    stream = conn.newStream(0)
+    try:
+        with libvirt_errors(f"uploading {source} to {pool.name()}/{name}"), source.open("rb") as handle:
+            volume.upload(stream, 0, size, 0)
+            while chunk := handle.read(UPLOAD_CHUNK):
+                sent = 0
+                while sent < len(chunk):
+                    sent += stream.send(chunk[sent:])
+            stream.finish()
+    except BaseException:
+        with contextlib.suppress(libvirt.libvirtError):
+            stream.abort()
+        with contextlib.suppress(libvirt.libvirtError):
+            volume.delete(0)
+        raise
+    return volume
