@@ -24,10 +24,10 @@ from lxml import etree
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.goldencases import GOLDEN  # noqa: E402
-from vmforge.domain.lifecycle import define_xml  # noqa: E402
-from vmforge.plan import DiskPlan  # noqa: E402
-from vmforge.storage import create_overlay, create_volume, ensure_pool, volume_xml  # noqa: E402
+from tests.goldencases import GOLDEN
+from vmforge.domain.lifecycle import define_xml
+from vmforge.plan import DiskPlan
+from vmforge.storage import create_overlay, create_volume, ensure_pool, volume_xml
 
 URI = "qemu:///system"
 PREFIX = "vmft-bench-"
@@ -54,8 +54,12 @@ def bench_define(conn: libvirt.virConnect, count: int) -> None:
             files.append(path)
         start = time.perf_counter()
         for i, path in enumerate(files):
-            subprocess.run(["virsh", "-q", "-c", URI, "define", "--validate", str(path)], check=True, capture_output=True)
-            subprocess.run(["virsh", "-q", "-c", URI, "undefine", "--nvram", f"{PREFIX}{i}"], check=True, capture_output=True)
+            subprocess.run(
+                ["virsh", "-q", "-c", URI, "define", "--validate", str(path)], check=True, capture_output=True
+            )
+            subprocess.run(
+                ["virsh", "-q", "-c", URI, "undefine", "--nvram", f"{PREFIX}{i}"], check=True, capture_output=True
+            )
         virsh = time.perf_counter() - start
     print(f"define+undefine x{count}: vmforge {ours:.2f}s, virsh {virsh:.2f}s, ratio vmforge/virsh {ours / virsh:.2f}")
 
@@ -67,7 +71,9 @@ def bench_clone(conn: libvirt.virConnect, data_gib: int) -> None:
     try:
         base = create_volume(pool, plan)
         subprocess.run(
-            ["qemu-io", "-f", "qcow2", "-c", f"write -P 0x5a 0 {data_gib}G", base.key()], check=True, capture_output=True
+            ["qemu-io", "-f", "qcow2", "-c", f"write -P 0x5a 0 {data_gib}G", base.key()],
+            check=True,
+            capture_output=True,
         )
         pool.refresh(0)
         start = time.perf_counter()
