@@ -63,3 +63,11 @@ def test_destroy_cli_converges_and_refuses_foreign(vmforge: Any, system_conn: An
     assert system_conn.lookupByName(NAME).isPersistent()
     with pytest.raises(libvirt.libvirtError):
         system_conn.lookupByName(NAME + "-nope")
+
+
+def test_destroy_refuses_names_vmforge_never_makes(vmforge: Any, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    result = vmforge("destroy", "../../outside", "--json")
+    assert result.code == 2 and "not a vmforge VM name" in result.json()["error"]["message"]
+    assert outside.is_dir()

@@ -172,3 +172,10 @@ def test_gpu_plan_without_local_sysfs_is_refused() -> None:
     )
     with pytest.raises(VmforgeError, match="not resolved against this host"):
         build_domain(plan, Shape.INSTALL)
+
+
+def test_hide_hypervisor_under_tcg_hides_kvm_without_enlightenments(tmp_path: Path) -> None:
+    pci = PciHost(fakesysfs.two_gpu_workstation(tmp_path))
+    root = xml_for({"vm": {"virt_type": "qemu"}, "gpu": {"devices": ["10de:2204"], "hide_hypervisor": True}}, pci=pci)
+    assert root.xpath("/domain/features/hyperv") == []
+    assert one(root, "/domain/features/kvm/hidden/@state") == "on"

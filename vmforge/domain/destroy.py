@@ -13,10 +13,13 @@ from typing import Any
 
 import libvirt
 from lxml import etree
+from pydantic import ValidationError
 
+from vmforge.errors import UsageError
 from vmforge.libvirt_conn import libvirt_errors
 from vmforge.ownership import lookup_owned_domain
 from vmforge.plan import SHM_DIR
+from vmforge.spec import VmSection
 from vmforge.state import VmDir
 from vmforge.storage import lookup_pool, lookup_volume
 
@@ -27,6 +30,17 @@ UNDEFINE_FLAGS = (
     | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
     | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
 )
+
+
+def _check_name(name: str) -> None:
+    """NAME also names a folder that gets deleted: only names vmforge could have made pass."""
+    try:
+        VmSection(name=name)
+    except ValidationError:
+        raise UsageError(
+            f"{name!r} is not a vmforge VM name",
+            hint="VM names are 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        ) from None
 
 
 @dataclass
@@ -41,6 +55,7 @@ class DestroyReport:
 
 
 def destroy_vm(conn: Any, name: str, vm_dir: VmDir, keep_disk: bool = False, shm_dir: Path = SHM_DIR) -> DestroyReport:
+    _check_name(name)
     report = DestroyReport(name)
     found = lookup_owned_domain(conn, name)  # a foreign same-named domain raises OwnershipError
     if found is None:

@@ -15,8 +15,8 @@ DEFAULT_VENDOR_ID = "vmforge"
 
 @dataclass(frozen=True)
 class Features:
-    hyperv: bool  # Windows guests
-    hide_hypervisor: bool  # kvm hidden + Hyper-V vendor_id (consumer NVIDIA drivers)
+    hyperv: bool  # Windows guests on KVM (QEMU refuses Hyper-V enlightenments under TCG)
+    hide_hypervisor: bool  # kvm hidden, plus a Hyper-V vendor_id when enlightened (consumer NVIDIA drivers)
     smm: bool  # required by secure-boot OVMF
     vendor_id: str = DEFAULT_VENDOR_ID
 
@@ -24,7 +24,7 @@ class Features:
         features = sub(parent, "features")
         sub(features, "acpi")
         sub(features, "apic")
-        if self.hyperv or self.hide_hypervisor:
+        if self.hyperv:
             hyperv = sub(features, "hyperv", mode="custom")
             for flag in HYPERV_FLAGS:
                 sub(hyperv, flag, state="on")
