@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from tests import fakesysfs
-from vmforge.domain.build import Shape, build_domain
+from vmforge.domain.build import build_domain
+from vmforge.domain.media import media_refs
+from vmforge.domain.shapes import Shape
 from vmforge.host.domcaps import parse_domcaps
 from vmforge.host.pci import PciHost
 from vmforge.ownership import OwnerTag, VolumeRef
@@ -116,12 +118,13 @@ def render_case(name: str, tmp_path: Path) -> str:
     plan = resolve_plan(spec, env=ENV, host=facts)
     assert plan.disk.pool_dir is not None
     volume = VolumeRef(plan.disk.pool, plan.disk.volume, str(plan.disk.pool_dir / plan.disk.volume))
+    media = media_refs(plan, shape, plan.disk.pool_dir)
     # Fixed hashes and time: goldens must not churn whenever a spec field is added elsewhere.
     tag = OwnerTag(
         vm=plan.name,
         spec_hash="spec-hash",
         plan_hash="plan-hash",
         created="2026-01-01T00:00:00+00:00",
-        volumes=(volume,),
+        volumes=(volume, *media.values()),
     )
-    return build_domain(plan, shape, tag).to_xml()
+    return build_domain(plan, shape, tag, media=media).to_xml()

@@ -115,17 +115,17 @@ def volume_ref(pool: Any, disk: DiskPlan) -> VolumeRef:
     return VolumeRef(pool=disk.pool, name=disk.volume, key=str(pool_path(pool) / disk.volume))
 
 
-def check_volume_free(pool: Any, disk: DiskPlan, owner: OwnerTag | None) -> Any | None:
-    """The existing system-disk volume if ``owner`` (the VM's tag *before* this run) lists it,
-    None when there is none; a same-named volume vmforge cannot prove its own is an error."""
-    volume = lookup_volume(pool, disk.volume)
+def check_volume_free(pool: Any, pool_name: str, name: str, owner: OwnerTag | None) -> Any | None:
+    """The existing volume ``name`` if ``owner`` (the VM's tag *before* this run) lists it, None
+    when there is none; a same-named volume vmforge cannot prove its own is an error."""
+    volume = lookup_volume(pool, name)
     if volume is None:
         return None
-    with libvirt_errors(f"reading volume {disk.volume}"):
+    with libvirt_errors(f"reading volume {name}"):
         key = str(volume.key())
-    if owner is None or not owner.owns_volume(disk.pool, disk.volume, key):
+    if owner is None or not owner.owns_volume(pool_name, name, key):
         raise OwnershipError(
-            f"volume '{disk.volume}' already exists in pool '{disk.pool}' but vmforge did not create it for this VM",
+            f"volume '{name}' already exists in pool '{pool_name}' but vmforge did not create it for this VM",
             hint="vmforge never touches foreign volumes; remove it yourself or pick another vm.name",
         )
     return volume

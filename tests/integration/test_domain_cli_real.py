@@ -10,8 +10,8 @@ import pytest
 from lxml import etree
 
 from tests.integration.conftest import NAME, PREFIX, probe_plan
-from vmforge.domain.build import Shape
 from vmforge.domain.lifecycle import provision
+from vmforge.domain.shapes import Shape
 
 pytestmark = pytest.mark.integration
 

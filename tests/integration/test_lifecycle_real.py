@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +10,15 @@ import pytest
 from lxml import etree
 
 from tests.integration.conftest import NAME, POOL, PREFIX, SHM, SYSTEM_URI, probe_plan, undefine_if_present
-from vmforge.domain.build import Shape
 from vmforge.domain.destroy import destroy_vm
 from vmforge.domain.lifecycle import provision, remove_media, send_keys, start, wait_for_stop
+from vmforge.domain.media import media_refs, media_sources, upload_media
+from vmforge.domain.shapes import Shape
 from vmforge.errors import LibvirtError, OwnershipError, VmforgeError
 from vmforge.host.facts import read_host_facts
 from vmforge.ownership import domain_owner, is_owned_pool_dir
 from vmforge.plan import Plan, resolve_plan
-from vmforge.spec import parse_spec
+from vmforge.spec import Firmware, parse_spec
 from vmforge.state import VmDir
 from vmforge.storage import lookup_pool, lookup_volume
 
@@ -92,78 +90,83 @@ def test_foreign_same_named_domain_is_left_untouched(system_conn: Any, pool_dir:
     assert system_conn.lookupByName(NAME).name() == NAME  # still there
 
 
-def test_final_shape_removes_media_live_and_persistently(system_conn: Any, pool_dir: Path, tmp_path: Path) -> None:
-    """A BIOS Windows-shaped domain with real (tiny) ISO files: media removed while it runs."""
-    media = Path(f"/var/tmp/{PREFIX}media-{os.getpid()}")
-    media.mkdir(mode=0o755)
-    try:
-        isos = {}
-        for role in ("installer", "virtio"):
-            iso = media / f"{role}.iso"
-            iso.write_bytes(b"\0" * 2048 * 16)
-            iso.chmod(0o644)
-            isos[role] = iso
-        data: dict[str, Any] = {
-            "vm": {"name": PREFIX + "media", "virt_type": "qemu", "memory": "256MiB", "vcpus": 1, "tpm": "off"},
-            "windows": {"family": "7", "iso": str(isos["installer"])},
-            "virtio_win": {"iso": str(isos["virtio"])},
-            "disk": {"size": "64MiB", "pool": POOL, "pool_dir": str(pool_dir)},
-            "network": {"type": "none"},
-            "display": {"vnc": False},
-        }
-        plan = resolve_plan(parse_spec(data, label="t"), host=read_host_facts(system_conn, SYSTEM_URI, "qemu"))
-        # The answer ISO is made by the media step; a stand-in file at its planned path.
-        answer = plan.media.answer_iso  # type: ignore[union-attr]
-        answer.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(isos["virtio"], answer)
-        plan = _with_answer(plan, media / "answer.iso", answer)
-        dom = provision(system_conn, plan, Shape.POST_INSTALL)
-        start(dom)
-        deadline = time.monotonic() + 30
-        while not dom.isActive() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert sorted(remove_media(dom)) == ["answer", "virtio-win"]
-        config = etree.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE).encode())
-        live = etree.fromstring(dom.XMLDesc(0).encode())
-        assert config.findall("devices/disk[@device='cdrom']") == []
-        live_cds = live.findall("devices/disk[@device='cdrom']")
-        assert len(live_cds) == 2  # still plugged until the next boot ...
-        assert all(d.find("source") is None or d.find("source").get("file") is None for d in live_cds)  # ... but empty
-        assert remove_media(dom) == []  # converged
-        destroy_vm(system_conn, PREFIX + "media", VmDir(PREFIX + "media"))
-    finally:
-        shutil.rmtree(media, ignore_errors=True)
+def make_iso(path: Path, fill: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(fill * 2048 * 16)
+    return path
 
 
-def _with_answer(plan: Plan, target: Path, source: Path) -> Plan:
-    """Point the plan's answer ISO at a QEMU-readable copy (the state folder is 0700)."""
-    import dataclasses
-
-    shutil.copy(source, target)
-    target.chmod(0o644)
-    return dataclasses.replace(plan, media=dataclasses.replace(plan.media, answer_iso=target))  # type: ignore[arg-type]
-
-
-def test_windows11_install_shape_starts_under_tcg(system_conn: Any, pool_dir: Path) -> None:
-    """Secure-boot OVMF with SMM, swtpm TPM 2.0, SATA CDs, virtio disk and video: QEMU accepts it all."""
-    import dataclasses
-
-    name = PREFIX + "w11"
+def windows_plan(conn: Any, pool_dir: Path, tmp_path: Path, name: str, family: str = "7", **vm: Any) -> Plan:
     spec = parse_spec(
         {
-            "vm": {"name": name, "virt_type": "qemu", "memory": "512MiB", "vcpus": 1},
-            "windows": {"family": "11"},
+            "vm": {"name": name, "virt_type": "qemu", "memory": "512MiB", "vcpus": 1, **vm},
+            "windows": {"family": family, "iso": str(make_iso(tmp_path / "installer.iso", b"I"))},
+            "virtio_win": {"iso": str(make_iso(tmp_path / "virtio-win.iso", b"V"))},
             "disk": {"size": "64MiB", "pool": POOL, "pool_dir": str(pool_dir)},
             "network": {"type": "none"},
         },
         label="t",
     )
-    plan = resolve_plan(spec, host=read_host_facts(system_conn, SYSTEM_URI, "qemu"))
-    answer = pool_dir.parent / f"{name}-answer-{os.getpid()}.iso"
-    answer.write_bytes(b"\0" * 2048 * 16)
-    answer.chmod(0o644)
+    plan = resolve_plan(spec, host=read_host_facts(conn, SYSTEM_URI, "qemu"))
+    make_iso(plan.media.answer_iso, b"A")  # type: ignore[union-attr] # the media step's output
+    return plan
+
+
+def test_media_are_uploaded_once_and_redone_when_changed(system_conn: Any, pool_dir: Path, tmp_path: Path) -> None:
+    name = PREFIX + "media"
+    plan = windows_plan(system_conn, pool_dir, tmp_path, name, firmware="bios", tpm="off")
+    with pytest.raises(VmforgeError, match="answer media has not been built yet"):
+        plan.media.answer_iso.unlink()  # type: ignore[union-attr]
+        provision(system_conn, plan, Shape.INSTALL)
+    assert lookup_pool(system_conn, POOL) is None  # refused before anything was made
+    make_iso(plan.media.answer_iso, b"A")  # type: ignore[union-attr]
+    dom = provision(system_conn, plan, Shape.INSTALL)
+    tag = domain_owner(dom)
+    assert tag is not None
+    keys = {ref.name: Path(ref.key) for ref in tag.volumes}
+    assert sorted(keys) == sorted(
+        [f"{name}.qcow2", f"{name}-installer.iso", f"{name}-answer.iso", f"{name}-virtio-win.iso"]
+    )
+    assert keys[f"{name}-answer.iso"].read_bytes() == plan.media.answer_iso.read_bytes()  # type: ignore[union-attr]
+
+    pool = lookup_pool(system_conn, POOL)
+    refs = media_refs(plan, Shape.INSTALL, pool_dir)
+    sources = media_sources(plan, Shape.INSTALL)
+    assert upload_media(system_conn, pool, refs, sources, VmDir(name)) == []  # complete: nothing to redo
+    make_iso(plan.media.answer_iso, b"B")  # type: ignore[union-attr] # rebuilt answer media
+    assert upload_media(system_conn, pool, refs, sources, VmDir(name)) == ["answer"]
+    assert keys[f"{name}-answer.iso"].read_bytes() == b"B" * 2048 * 16
+
+    report = destroy_vm(system_conn, name, VmDir(name), keep_disk=True)
+    assert report.kept == [f"volume {POOL}/{name}.qcow2"]  # --keep-disk keeps the disk, not the media
+    assert [path.exists() for path in keys.values()] == [path.suffix == ".qcow2" for path in keys.values()]
+
+
+def test_final_shape_removes_media_live_and_persistently(system_conn: Any, pool_dir: Path, tmp_path: Path) -> None:
+    """A BIOS Windows-shaped domain with real (tiny) ISO volumes: media removed while it runs."""
+    name = PREFIX + "media"
+    plan = windows_plan(system_conn, pool_dir, tmp_path, name, firmware="bios", tpm="off")
+    dom = provision(system_conn, plan, Shape.POST_INSTALL)
+    start(dom)
+    assert sorted(remove_media(dom)) == ["answer", "virtio-win"]
+    config = etree.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE).encode())
+    live = etree.fromstring(dom.XMLDesc(0).encode())
+    assert config.findall("devices/disk[@device='cdrom']") == []
+    live_cds = live.findall("devices/disk[@device='cdrom']")
+    assert len(live_cds) == 2  # still plugged until the next boot ...
+    for cd in live_cds:  # ... but empty
+        source = cd.find("source")
+        assert source is None or (source.get("file") is None and source.get("volume") is None)
+    assert remove_media(dom) == []  # converged
+    destroy_vm(system_conn, name, VmDir(name))
+
+
+def test_windows11_install_shape_starts_under_tcg(system_conn: Any, pool_dir: Path, tmp_path: Path) -> None:
+    """Secure-boot OVMF with SMM, swtpm TPM 2.0, SATA CD volumes, virtio disk and video: QEMU takes it all."""
+    name = PREFIX + "w11"
+    plan = windows_plan(system_conn, pool_dir, tmp_path, name, family="11")
+    assert (plan.firmware, plan.tpm) == (Firmware.UEFI_SECURE, True)
     try:
-        plan = dataclasses.replace(plan, media=dataclasses.replace(plan.media, answer_iso=answer))  # type: ignore[arg-type]
         dom = provision(system_conn, plan, Shape.INSTALL)
         start(dom)
         live = etree.fromstring(dom.XMLDesc(0).encode())
@@ -174,7 +177,6 @@ def test_windows11_install_shape_starts_under_tcg(system_conn: Any, pool_dir: Pa
         destroy_vm(system_conn, name, VmDir(name))
     finally:
         undefine_if_present(system_conn, name)
-        answer.unlink(missing_ok=True)
 
 
 def test_bad_input_is_refused_before_anything_is_defined(system_conn: Any, pool_dir: Path, tmp_path: Path) -> None:

@@ -10,7 +10,9 @@ from lxml import etree
 
 from tests import fakesysfs
 from tests.goldencases import DOMCAPS, FIRMWARE
-from vmforge.domain.build import Shape, build_domain
+from vmforge.domain.build import build_domain
+from vmforge.domain.media import media_refs
+from vmforge.domain.shapes import Shape
 from vmforge.errors import SpecError, VmforgeError
 from vmforge.host.domcaps import parse_domcaps
 from vmforge.host.pci import PciHost
@@ -27,7 +29,7 @@ def facts(pci: PciHost | None = None) -> HostFacts:
 def xml_for(data: dict[str, Any], shape: Shape = Shape.INSTALL, pci: PciHost | None = None) -> etree._Element:
     data = {"windows": {"family": "10"}, **data}
     plan = resolve_plan(parse_spec(data, label="t"), env=ENV, host=facts(pci))
-    return build_domain(plan, shape).to_element()
+    return build_domain(plan, shape, media=media_refs(plan, shape, Path("/pool"))).to_element()
 
 
 def one(root: etree._Element, path: str) -> str:
@@ -68,10 +70,14 @@ FIELD_CASES = [
     ({"display": {"vnc": False}}, "count(/domain/devices/graphics)", "0.0"),
     (
         {"windows": {"family": "10", "iso": "/x/win.iso"}},
-        "/domain/devices/disk[serial='installer']/source/@file",
-        "/x/win.iso",
+        "/domain/devices/disk[serial='installer']/source/@volume",
+        "win-installer.iso",
     ),
-    ({"virtio_win": {"iso": "/x/vw.iso"}}, "/domain/devices/disk[serial='virtio-win']/source/@file", "/x/vw.iso"),
+    (
+        {"virtio_win": {"iso": "/x/vw.iso"}},
+        "/domain/devices/disk[serial='virtio-win']/source/@volume",
+        "win-virtio-win.iso",
+    ),
     ({"ivshmem": {"enabled": True, "name": "lg"}}, "/domain/devices/shmem/@name", "lg"),
     ({"ivshmem": {"enabled": True, "size": "256MiB"}}, "/domain/devices/shmem/size/text()", "256"),
     ({"ivshmem": {"enabled": True, "model": "doorbell"}}, "/domain/devices/shmem/model/@type", "ivshmem-doorbell"),

@@ -16,7 +16,9 @@ from vmforge.ui import Reporter
 
 @click.command("destroy")
 @click.argument("name")
-@click.option("--keep-disk", is_flag=True, help="Keep the system disk volume (it is no longer tracked).")
+@click.option(
+    "--keep-disk", is_flag=True, help="Keep the system disk volume (it is no longer tracked); media volumes still go."
+)
 @click.option("--connect", "uri", default=None, help="libvirt URI (default: the spec's vm.connect).")
 @spec_options
 @json_option

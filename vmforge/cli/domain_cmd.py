@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from vmforge.cli.common import VmforgeGroup, json_option, print_json, spec_options
-from vmforge.domain.build import Shape
 from vmforge.domain.review import plan_on_host, review_xml
+from vmforge.domain.shapes import Shape
 from vmforge.libvirt_conn import connect
 from vmforge.spec import Overrides, load_spec
 

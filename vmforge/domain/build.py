@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
+from collections.abc import Mapping
 
 from vmforge.domain.channels import AgentChannel, SerialConsole
 from vmforge.domain.cpu import Cpu
@@ -21,28 +21,27 @@ from vmforge.domain.hostdev import PciHostdev
 from vmforge.domain.memballoon import Memballoon
 from vmforge.domain.model import Domain
 from vmforge.domain.network import Interface
+from vmforge.domain.shapes import Shape, media_roles
 from vmforge.domain.shmem import Shmem
 from vmforge.domain.tpm import Tpm
 from vmforge.domain.tuning import CpuTune, HugePages
 from vmforge.domain.video import Video, VncGraphics
 from vmforge.errors import VmforgeError
-from vmforge.ownership import OwnerTag
+from vmforge.ownership import OwnerTag, VolumeRef
 from vmforge.plan import LEGACY_FAMILIES, Plan
 from vmforge.spec import Firmware, IvshmemModel, NetworkType, OsKind, VirtType
 
 
-class Shape(StrEnum):
-    INSTALL = "install"
-    POST_INSTALL = "post-install"
-    FINAL = "final"
-
-
-MEDIA_ROLES = ("installer", "answer", "virtio-win")
-
-
-def build_domain(plan: Plan, shape: Shape, owner: OwnerTag | None = None, uuid: str | None = None) -> Domain:
+def build_domain(
+    plan: Plan,
+    shape: Shape,
+    owner: OwnerTag | None = None,
+    uuid: str | None = None,
+    media: Mapping[str, VolumeRef] | None = None,
+) -> Domain:
     """The domain for ``plan`` in ``shape``; ``owner`` goes into ``<metadata>``; ``uuid`` keeps
-    an existing domain's identity when it is redefined."""
+    an existing domain's identity when it is redefined; ``media`` maps roles (installer, answer,
+    virtio-win) to the volumes holding them (a role without one is an empty drive)."""
     if not plan.host_resolved:
         raise VmforgeError(
             "the plan was resolved without the libvirt host's capabilities",
@@ -56,7 +55,7 @@ def build_domain(plan: Plan, shape: Shape, owner: OwnerTag | None = None, uuid: 
     if plan.firmware is not Firmware.BIOS:
         assert plan.uefi is not None  # resolved with host facts
         uefi = Uefi(plan.uefi.loader, plan.uefi.secure, plan.uefi.nvram_template, nvram=None)
-    disks, scsi = _disks(plan, shape)
+    disks, scsi = _disks(plan, shape, media or {})
     gpu = plan.gpu
     hide = bool(gpu and gpu.hide_hypervisor)
     return Domain(
@@ -88,11 +87,11 @@ def build_domain(plan: Plan, shape: Shape, owner: OwnerTag | None = None, uuid: 
     )
 
 
-def _disks(plan: Plan, shape: Shape) -> tuple[tuple[VolumeDisk | CdromDisk, ...], bool]:
+def _disks(plan: Plan, shape: Shape, media: Mapping[str, VolumeRef]) -> tuple[tuple[VolumeDisk | CdromDisk, ...], bool]:
     bus = plan.disk.bus
-    media = plan.media if plan.os is OsKind.WINDOWS else None
     install = shape is Shape.INSTALL
-    with_media = media is not None and shape is not Shape.FINAL
+    roles = media_roles(shape) if plan.os is OsKind.WINDOWS else ()
+    with_media = bool(roles)
     # sdX names are shared by SATA and SCSI disks: the CD-ROMs follow a sda system disk.
     sata_index = 1 if bus in ("sata", "scsi") else 0
     disk = VolumeDisk(
@@ -104,26 +103,17 @@ def _disks(plan: Plan, shape: Shape) -> tuple[tuple[VolumeDisk | CdromDisk, ...]
         format=plan.disk.format,
     )
     cds: list[CdromDisk] = []
-    if with_media:
-        assert media is not None
-        paths = {
-            "installer": media.installer_iso,
-            "answer": media.answer_iso,
-            "virtio-win": media.virtio_win_iso,
-        }
-        for role in MEDIA_ROLES:
-            if role == "installer" and not install:
-                continue  # after Setup's first stage the installer ISO is not needed
-            path = paths[role]
-            cds.append(
-                CdromDisk(
-                    path=str(path) if path else None,
-                    target=disk_target("sata", sata_index),
-                    boot_order=1 if role == "installer" else None,
-                    role=role,
-                )
+    for role in roles:
+        ref = media.get(role)
+        cds.append(
+            CdromDisk(
+                volume=(ref.pool, ref.name) if ref else None,
+                target=disk_target("sata", sata_index),
+                boot_order=1 if role == "installer" else None,
+                role=role,
             )
-            sata_index += 1
+        )
+        sata_index += 1
     ordered: list[VolumeDisk | CdromDisk] = [*cds[:1], disk, *cds[1:]] if install else [disk, *cds]
     return tuple(ordered), bus == "scsi"
 

@@ -67,9 +67,14 @@ def destroy_vm(conn: Any, name: str, vm_dir: VmDir, keep_disk: bool = False, shm
             if dom.isActive():
                 dom.destroy()
                 report.removed.append(f"running instance of {name} (stopped)")
+        disks = {
+            (str(source.get("pool")), str(source.get("volume")))
+            for source in config.findall("devices/disk[@device='disk']/source")
+            if source.get("volume")
+        }
         for ref in tag.volumes:
             label = f"volume {ref.pool}/{ref.name}"
-            if keep_disk:
+            if keep_disk and (ref.pool, ref.name) in disks:
                 report.kept.append(label)
                 continue
             pool = lookup_pool(conn, ref.pool)

@@ -1,4 +1,4 @@
-"""Disks and CD-ROMs: the system disk (a pool volume) and installation media (ISO files)."""
+"""Disks and CD-ROMs: the system disk and the installation media, all pool volumes."""
 
 from __future__ import annotations
 
@@ -30,18 +30,18 @@ class VolumeDisk:
 
 @dataclass(frozen=True)
 class CdromDisk:
-    """A read-only SATA CD-ROM; ``path`` None is an empty drive (media not known yet)."""
+    """A read-only SATA CD-ROM holding a pool volume; ``volume`` None is an empty drive."""
 
-    path: str | None
+    volume: tuple[str, str] | None  # (pool, volume)
     target: str  # sdX on the SATA controller
     boot_order: int | None
     role: str  # installer | answer | virtio-win: recorded as the disk's serial for detach
 
     def element(self, parent: Element) -> Element:
-        disk = sub(parent, "disk", type="file", device="cdrom")
+        disk = sub(parent, "disk", type="volume" if self.volume else "file", device="cdrom")
         sub(disk, "driver", name="qemu", type="raw")
-        if self.path is not None:
-            sub(disk, "source", file=self.path)
+        if self.volume is not None:
+            sub(disk, "source", pool=self.volume[0], volume=self.volume[1])
         sub(disk, "target", dev=self.target, bus="sata")
         sub(disk, "readonly")
         sub(disk, "serial", self.role)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -10,14 +11,16 @@ from typing import Any
 import libvirt
 from lxml import etree
 
-from vmforge.domain.build import MEDIA_ROLES, Shape, build_domain
+from vmforge.domain.build import build_domain
+from vmforge.domain.media import check_sources, media_refs, media_sources, upload_media
 from vmforge.domain.owner import owner_tag
+from vmforge.domain.shapes import MEDIA_ROLES, Shape
 from vmforge.errors import VmforgeError
 from vmforge.libvirt_conn import libvirt_errors
-from vmforge.ownership import OwnerTag, lookup_owned_domain
+from vmforge.ownership import lookup_owned_domain
 from vmforge.plan import Plan
 from vmforge.state import VmDir, utc_now
-from vmforge.storage import check_volume_free, create_volume, ensure_pool, volume_ref
+from vmforge.storage import check_volume_free, create_volume, ensure_pool, pool_path, volume_ref
 
 
 def define_xml(conn: Any, xml: str) -> Any:
@@ -27,36 +30,42 @@ def define_xml(conn: Any, xml: str) -> Any:
         return conn.defineXMLFlags(xml, libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
 
 
-def provision(conn: Any, plan: Plan, shape: Shape, clock: Callable[[], datetime] = utc_now) -> Any:
-    """Pool, owner-tagged domain, then volume: each made only when missing, so a re-run converges.
+def provision(
+    conn: Any, plan: Plan, shape: Shape, clock: Callable[[], datetime] = utc_now, vm_dir: VmDir | None = None
+) -> Any:
+    """Pool, owner-tagged domain, then volumes (disk, uploaded media): each made only when
+    missing, so a re-run converges.
 
-    Everything that could be foreign is checked before anything is defined.  The domain is
-    defined before its volume so the volume is listed in an owner tag from the moment it
-    exists; defining the same plan twice leaves the domain unchanged.
+    Everything that could be foreign or broken is checked before anything is defined.  The
+    domain is defined before its volumes so each is listed in an owner tag from the moment it
+    exists; defining the same plan twice leaves the domain unchanged.  The final shape uploads
+    no media (volumes uploaded earlier stay listed until ``destroy``).
     """
+    vm_dir = vm_dir or VmDir(plan.name, root=plan.vm_dir.parent.parent)
     existing = lookup_owned_domain(conn, plan.name)  # OwnershipError for a foreign domain
+    before = existing[1] if existing else None
     check_startable(plan)
+    sources = media_sources(plan, shape)
+    check_sources(sources)
     pool = ensure_pool(conn, plan.disk, system=plan.system_uri)
-    volume = check_volume_free(pool, plan.disk, existing[1] if existing else None)
-    ref = volume_ref(pool, plan.disk)
-    tag = owner_tag(plan, (ref,), clock)
+    disk_volume = check_volume_free(pool, plan.disk.pool, plan.disk.volume, before)
+    refs = media_refs(plan, shape, pool_path(pool))
+    for ref in refs.values():
+        check_volume_free(pool, ref.pool, ref.name, before)
+    disk_ref = volume_ref(pool, plan.disk)
+    volumes = (*before.volumes, disk_ref, *refs.values()) if before else (disk_ref, *refs.values())
+    tag = owner_tag(plan, tuple(dict.fromkeys(volumes)), clock)
     uuid = None
-    if existing is not None:
+    if existing is not None and before is not None:
         with libvirt_errors(f"reading domain {plan.name}"):
             uuid = str(existing[0].UUIDString())
-        tag = OwnerTag(
-            vm=tag.vm,
-            spec_hash=tag.spec_hash,
-            plan_hash=tag.plan_hash,
-            created=existing[1].created,  # keep the first creation time
-            version=tag.version,
-            volumes=tuple(dict.fromkeys((*existing[1].volumes, ref))),
-        )
+        tag = dataclasses.replace(tag, created=before.created)  # keep the first creation time
     if plan.serial_log is not None:
-        VmDir(plan.name, root=plan.vm_dir.parent.parent).ensure()
-    dom = define_xml(conn, build_domain(plan, shape, tag, uuid).to_xml())
-    if volume is None:
+        vm_dir.ensure()
+    dom = define_xml(conn, build_domain(plan, shape, tag, uuid, refs).to_xml())
+    if disk_volume is None:
         create_volume(pool, plan.disk)
+    upload_media(conn, pool, refs, sources, vm_dir)
     return dom
 
 
@@ -138,7 +147,8 @@ def remove_media(dom: Any) -> list[str]:
     if live is not None:
         for disk in live.findall("devices/disk[@device='cdrom']"):
             source = disk.find("source")
-            if disk.findtext("serial") not in MEDIA_ROLES or source is None or source.get("file") is None:
+            loaded = source is not None and (source.get("file") or source.get("volume"))
+            if disk.findtext("serial") not in MEDIA_ROLES or source is None or not loaded:
                 continue  # not ours, or already empty (an ejected tray keeps <source index='N'/>)
             disk.remove(source)
             with libvirt_errors(f"ejecting the {disk.findtext('serial')} media of {dom.name()}"):
