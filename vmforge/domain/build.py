@@ -45,7 +45,7 @@ def build_domain(
     if not plan.host_resolved:
         raise VmforgeError(
             "the plan was resolved without the libvirt host's capabilities",
-            hint="resolve it with host facts (vmforge.domain.hostfacts.read_host_facts)",
+            hint="resolve it with host facts (vmforge.domain.review.plan_on_host)",
         )
     windows = plan.os is OsKind.WINDOWS
     # Hyper-V enlightenments need KVM: under TCG QEMU refuses to start ("kernel doesn't allow
@@ -54,7 +54,7 @@ def build_domain(
     uefi = None
     if plan.firmware is not Firmware.BIOS:
         assert plan.uefi is not None  # resolved with host facts
-        uefi = Uefi(plan.uefi.loader, plan.uefi.secure, plan.uefi.nvram_template, nvram=None)
+        uefi = Uefi(plan.uefi.loader, plan.uefi.secure, plan.uefi.nvram_template)
     disks, scsi = _disks(plan, shape, media or {})
     gpu = plan.gpu
     hide = bool(gpu and gpu.hide_hypervisor)

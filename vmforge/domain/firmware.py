@@ -16,7 +16,8 @@ class Uefi:
     loader: str
     secure: bool
     nvram_template: str | None  # None: libvirt fills it from the firmware descriptors at start
-    nvram: str | None  # None: libvirt's per-VM default (<nvram dir>/<name>_VARS.fd)
+    # The per-VM NVRAM file itself is libvirt's default (<nvram dir>/<name>_VARS.fd), made from
+    # the template at define time and removed by undefine with VIR_DOMAIN_UNDEFINE_NVRAM.
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class OsBoot:
         sub(os_el, "type", "hvm", arch="x86_64", machine=self.machine)
         if self.uefi is not None:
             sub(os_el, "loader", self.uefi.loader, readonly="yes", secure=yes_no(self.uefi.secure), type="pflash")
-            if self.uefi.nvram is not None or self.uefi.nvram_template is not None:
-                sub(os_el, "nvram", self.uefi.nvram, template=self.uefi.nvram_template)
+            if self.uefi.nvram_template is not None:
+                sub(os_el, "nvram", template=self.uefi.nvram_template)
         # Boot order is given per device (<boot order='N'/>), never here.
         return os_el
