@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vmforge.errors import SpecError
+from vmforge.errors import SpecError, VmforgeError
+from vmforge.host.domcaps import DESCRIPTOR_DIRS, DomainCaps, check_tpm, choose_loader, vars_template
+from vmforge.host.pci import PciHost, passthrough_devices
 from vmforge.paths import data_home, vm_dir
 from vmforge.spec import (
     DiskBus,
@@ -36,6 +38,7 @@ from vmforge.units import next_pow2
 
 SYSTEM_POOL_DIR = Path("/var/lib/vmforge/images")
 SHM_DIR = Path("/dev/shm")  # noqa: S108 - where QEMU creates ivshmem backing files
+IVSHMEM_SOCKET_DIR = Path("/run/vmforge")  # doorbell servers' sockets
 IVSHMEM_OVERHEAD = 4 * 1024**2
 
 # Families whose installers need the legacy shapes.
@@ -69,6 +72,42 @@ class IvshmemPlan:
     size: int
     model: IvshmemModel
     path: Path
+    socket: Path | None = None  # doorbell: the ivshmem server's unix socket
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What the libvirt host offers; injected so plans are reproducible in tests.
+
+    ``firmware_dirs`` None: the firmware descriptors are not readable from here (remote host).
+    """
+
+    caps: DomainCaps
+    pci: PciHost | None = None
+    firmware_dirs: tuple[Path, ...] | None = DESCRIPTOR_DIRS
+
+
+@dataclass(frozen=True)
+class UefiPlan:
+    loader: str
+    secure: bool
+    nvram_template: str | None  # None: libvirt pairs it with the loader at start
+
+
+@dataclass(frozen=True)
+class GpuPlan:
+    functions: tuple[str, ...]  # PCI addresses of every function passed through
+    rom_function: str | None  # the display function that gets the ROM file
+    rom: Path | None
+    hide_hypervisor: bool
+    devices_named: bool = True
+
+
+@dataclass(frozen=True)
+class MediaPlan:
+    installer_iso: Path | None
+    virtio_win_iso: Path | None
+    answer_iso: Path  # written by the media step into the VM's media folder
 
 
 @dataclass(frozen=True)
@@ -94,6 +133,17 @@ class Plan:
     ivshmem: IvshmemPlan | None
     vm_dir: Path
     spec_hash: str
+    machine: str = "q35"
+    uefi: UefiPlan | None = None  # None with UEFI firmware: host facts not read yet
+    gpu: GpuPlan | None = None
+    media: MediaPlan | None = None
+    vnc_listen: str | None = "127.0.0.1"  # None: no VNC
+    mac: str | None = None
+    cpu_pinning: tuple[int, ...] = ()
+    hugepages: bool = False
+    hibernate: bool = False
+    serial_log: Path | None = None  # None on remote hosts: read through the console stream
+    host_resolved: bool = False
     notes: tuple[str, ...] = field(default=())
 
     def to_data(self) -> dict[str, Any]:
@@ -119,8 +169,11 @@ def resolve_plan(
     *,
     media: MediaFacts | None = None,
     env: Mapping[str, str] | None = None,
+    host: HostFacts | None = None,
 ) -> Plan:
-    """Resolve every ``auto`` in ``spec``; ``media`` carries what ISO inspection found."""
+    """Resolve every ``auto`` in ``spec``; ``media`` carries what ISO inspection found,
+    ``host`` what the libvirt host offers (firmware, TPM, PCI devices) - without it the
+    host-dependent parts (UEFI paths, passthrough functions) stay unresolved."""
     env = os.environ if env is None else env
     notes: list[str] = []
     family = _resolve_family(spec, media)
@@ -129,6 +182,7 @@ def resolve_plan(
     if tpm and spec.os is OsKind.WINDOWS and firmware is Firmware.BIOS and family in TPM_FAMILIES:
         notes.append("Windows 11 on BIOS firmware installs only with the hardware-check bypass")
     system_uri = _is_system_uri(spec.vm.connect)
+    directory = vm_dir(spec.vm.name, env)
     return Plan(
         name=spec.vm.name,
         os=spec.os,
@@ -146,7 +200,7 @@ def resolve_plan(
             size=spec.disk.size,
             bus=_resolve_disk_bus(spec, family).value,
             pool=spec.disk.pool,
-            pool_dir=_pool_dir(spec.vm.connect, env),
+            pool_dir=spec.disk.pool_dir or _pool_dir(spec.vm.connect, env),
             volume=f"{spec.vm.name}.qcow2",
         ),
         network=spec.network.type,
@@ -155,9 +209,59 @@ def resolve_plan(
         display_height=spec.display.height,
         display_heads=spec.display.heads,
         ivshmem=_resolve_ivshmem(spec),
-        vm_dir=vm_dir(spec.vm.name, env),
+        vm_dir=directory,
         spec_hash=spec.digest(),
         notes=tuple(notes),
+        machine=host.caps.machine if host else "q35",
+        uefi=_resolve_uefi(firmware, tpm, host),
+        gpu=_resolve_gpu(spec, host),
+        media=MediaPlan(
+            installer_iso=spec.windows.iso,
+            virtio_win_iso=spec.virtio_win.iso,
+            answer_iso=directory / "media" / "answer.iso",
+        )
+        if spec.os is OsKind.WINDOWS
+        else None,
+        vnc_listen=spec.display.vnc_listen if spec.display.vnc else None,
+        mac=spec.network.mac,
+        cpu_pinning=spec.vm.cpu_pinning,
+        hugepages=spec.vm.hugepages,
+        hibernate=spec.vm.hibernate,
+        serial_log=directory / "logs" / "serial0.log" if is_local_uri(spec.vm.connect) else None,
+        host_resolved=host is not None,
+    )
+
+
+def _resolve_uefi(firmware: Firmware, tpm: bool, host: HostFacts | None) -> UefiPlan | None:
+    if host is None:
+        return None
+    if tpm:
+        check_tpm(host.caps)
+    if firmware is Firmware.BIOS:
+        return None
+    secure = firmware is Firmware.UEFI_SECURE
+    if secure and not host.caps.secure_boot:
+        raise VmforgeError(
+            "vm.firmware = 'uefi-secure' but the libvirt host's OVMF offers no secure boot",
+            hint="install OVMF with secure boot (Debian: ovmf), or set vm.firmware = 'uefi'",
+        )
+    loader = choose_loader(host.caps, secure)
+    template = vars_template(loader, secure, host.firmware_dirs) if host.firmware_dirs is not None else None
+    return UefiPlan(loader=loader, secure=secure, nvram_template=template)
+
+
+def _resolve_gpu(spec: Spec, host: HostFacts | None) -> GpuPlan | None:
+    if not spec.gpu.devices:
+        return None
+    if host is None or host.pci is None:
+        return GpuPlan(functions=(), rom_function=None, rom=spec.gpu.rom, hide_hypervisor=spec.gpu.hide_hypervisor)
+    devices = passthrough_devices(host.pci, spec.gpu.devices, spec.gpu.allow_shared_group)
+    display = next(d for d in devices if d.is_display)
+    return GpuPlan(
+        functions=tuple(str(d.address) for d in devices),
+        rom_function=str(display.address) if spec.gpu.rom else None,
+        rom=spec.gpu.rom,
+        hide_hypervisor=spec.gpu.hide_hypervisor,
     )
 
 
@@ -241,7 +345,15 @@ def _resolve_ivshmem(spec: Spec) -> IvshmemPlan | None:
     if size == "auto":
         size = ivshmem_auto_size(spec.display.width, spec.display.height)
     assert isinstance(size, int)
-    return IvshmemPlan(name=name, size=size, model=spec.ivshmem.model, path=SHM_DIR / name)
+    minimum = ivshmem_auto_size(spec.display.width, spec.display.height)
+    if size < minimum:
+        raise SpecError(
+            f"ivshmem.size = {size // 1024**2}MiB is too small for {spec.display.resolution} "
+            f"(three frames plus 4 MiB need {minimum // 1024**2}MiB)",
+            hint=f"set ivshmem.size = 'auto' or at least {minimum // 1024**2}MiB",
+        )
+    socket = IVSHMEM_SOCKET_DIR / f"{name}.sock" if spec.ivshmem.model is IvshmemModel.DOORBELL else None
+    return IvshmemPlan(name=name, size=size, model=spec.ivshmem.model, path=SHM_DIR / name, socket=socket)
 
 
 def resolve_ivshmem(spec: Spec) -> IvshmemPlan | None:
@@ -262,9 +374,14 @@ def _is_system_uri(uri: str) -> bool:
     return uri.split("?", 1)[0].endswith("/system")
 
 
+def is_local_uri(uri: str) -> bool:
+    """qemu:///system and qemu:///session talk to this machine; qemu+ssh://host/... does not."""
+    rest = uri.split("://", 1)[1] if "://" in uri else ""
+    return rest.startswith("/")
+
+
 def _pool_dir(uri: str, env: Mapping[str, str]) -> Path | None:
-    scheme_host = uri.split("://", 1)[1] if "://" in uri else ""
-    if scheme_host and not scheme_host.startswith("/"):
+    if not is_local_uri(uri):
         return None  # a remote host: its pool must exist there
     if _is_system_uri(uri):
         return SYSTEM_POOL_DIR

@@ -153,6 +153,11 @@ class VmSection(Section):
         "(from the Windows family).",
     )
     tpm: Toggle = Field(Toggle.AUTO, description="Emulated TPM 2.0: 'on', 'off' or 'auto' (on for Windows 11).")
+    cpu_pinning: tuple[int, ...] = Field(
+        (), description="Host CPU for each vCPU in order, e.g. [2, 3, 4, 5]; empty: no pinning."
+    )
+    hugepages: bool = Field(False, description="Back guest memory with the host's (pre-allocated) huge pages.")
+    hibernate: bool = Field(False, description="Allow the guest to hibernate (ACPI S4, suspend-to-disk).")
 
     @field_validator("name")
     @classmethod
@@ -160,6 +165,16 @@ class VmSection(Section):
         if not _NAME_RE.match(value):
             raise ValueError("a VM name is 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit")
         return value
+
+    @model_validator(mode="after")
+    def _check_pinning(self) -> VmSection:
+        if self.cpu_pinning and len(self.cpu_pinning) != self.vcpus:
+            raise ValueError(
+                f"vm.cpu_pinning lists {len(self.cpu_pinning)} host CPUs for {self.vcpus} vCPUs; give one per vCPU"
+            )
+        if any(cpu < 0 for cpu in self.cpu_pinning):
+            raise ValueError("vm.cpu_pinning: host CPU numbers start at 0")
+        return self
 
     @field_validator("connect")
     @classmethod
@@ -174,6 +189,11 @@ class DiskSection(Section):
     pool: str = Field(
         "vmforge",
         description="libvirt storage pool for disk images (created by vmforge when missing).",
+    )
+    pool_dir: Path | None = Field(
+        None,
+        description="Directory for the pool when vmforge creates it; default /var/lib/vmforge/images "
+        "(qemu:///system) or ~/.local/share/vmforge/images (qemu:///session). QEMU must be able to reach it.",
     )
     bus: DiskBus = Field(
         DiskBus.AUTO,
@@ -295,6 +315,11 @@ class GpuSection(Section):
     rom: Path | None = Field(None, description="ROM file for the GPU (when its own is unusable).")
     hide_hypervisor: bool = Field(
         False, description="Hide KVM from the guest and set a Hyper-V vendor id (NVIDIA drivers)."
+    )
+    allow_shared_group: bool = Field(
+        False,
+        description="Pass only the card's own functions when its IOMMU group holds other devices "
+        "(unsafe without ACS); by default such a group is refused.",
     )
 
     @field_validator("devices")
@@ -518,7 +543,7 @@ def read_spec_file(path: Path) -> dict[str, Any]:
         ) from None
 
 
-PATH_KEYS = (("windows", "iso"), ("virtio_win", "iso"), ("gpu", "rom"))
+PATH_KEYS = (("windows", "iso"), ("virtio_win", "iso"), ("gpu", "rom"), ("disk", "pool_dir"))
 
 
 def _rebase_paths(data: dict[str, Any], base: Path) -> None:

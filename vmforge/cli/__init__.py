@@ -19,6 +19,9 @@ from vmforge import __version__
 from vmforge.cli.answer_cmd import answer
 from vmforge.cli.channel_cmd import channel
 from vmforge.cli.common import VmforgeGroup, print_json
+from vmforge.cli.destroy_cmd import destroy
+from vmforge.cli.domain_cmd import domain
+from vmforge.cli.gpu_cmd import gpu
 from vmforge.cli.iso_cmd import iso
 from vmforge.cli.media_cmd import media
 from vmforge.cli.spec_cmd import spec
@@ -52,6 +55,9 @@ cli.add_command(list_vms)
 cli.add_command(iso)
 cli.add_command(answer)
 cli.add_command(media)
+cli.add_command(domain)
+cli.add_command(destroy)
+cli.add_command(gpu)
 cli.add_command(channel)
 
 

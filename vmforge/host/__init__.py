@@ -1,0 +1,1 @@
+"""Facts about the host machine vmforge runs on or drives (sysfs, libvirt capabilities)."""
