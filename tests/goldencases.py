@@ -1,4 +1,4 @@
-"""The plans behind tests/data/golden/*.xml (shared by the unit and the integration test)."""
+"""The plans behind tests/data/golden/domains/*.xml (shared by the unit and the integration test)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from vmforge.plan import HostFacts, resolve_plan
 from vmforge.spec import parse_spec
 
 DATA = Path(__file__).resolve().parent / "data"
-GOLDEN = DATA / "golden"
+GOLDEN = DATA / "golden" / "domains"
 DOMCAPS = DATA / "domcaps" / "qemu-q35-libvirt9.0.xml"
 FIRMWARE = DATA / "firmware"
 ENV = {"HOME": "/home/vmforge"}
