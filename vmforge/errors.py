@@ -51,6 +51,12 @@ class ChecksFailed(VmforgeError):
         super().__init__(message, hint)
         self.report = report
 
+    def to_json(self) -> dict[str, Any]:
+        data = super().to_json()
+        if self.report is not None:
+            data["report"] = self.report
+        return data
+
 
 class BusyError(VmforgeError):
     """Another vmforge command holds the VM's lock."""
