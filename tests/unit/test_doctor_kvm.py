@@ -68,3 +68,11 @@ def test_qemu_user_from_qemu_conf_and_unknown_user_warns(tmp_path: Path) -> None
     assert fs.qemu_user() == "qemu"
     result = check_kvm_access(fs, fs.identity(fs.qemu_user()), VirtType.KVM)
     assert result.status is Status.WARN and "not in /etc/passwd" in result.summary
+
+
+def test_kvm_inside_a_virtual_machine_points_at_the_boot_test(tmp_path: Path) -> None:
+    fs = HostFs(fakehost.base(tmp_path))
+    fakehost.dev_kvm(tmp_path)
+    fakehost.write(tmp_path, "/proc/cpuinfo", "vendor_id\t: GenuineIntel\nflags\t\t: fpu vmx hypervisor\n")
+    result = check_kvm_device(fs, VirtType.KVM)
+    assert result.status is Status.PASS and "--boot-test" in result.summary and "nested" in result.summary

@@ -33,6 +33,14 @@ def check_kvm_device(fs: HostFs, virt_type: VirtType) -> CheckResult:
     evidence = f"/dev/kvm: char {os.major(info.st_rdev)}:{os.minor(info.st_rdev)}, {fs.owner(path)}"
     if virt_type is VirtType.QEMU:
         return skipped("kvm.device", "vm.virt_type = 'qemu' (TCG) does not use /dev/kvm", evidence)
+    if fs.is_virtual_machine():
+        return passed(
+            "kvm.device",
+            "/dev/kvm exists, but this host is itself a virtual machine: KVM here is nested, which often hangs "
+            "guests; run 'vmforge doctor --boot-test' to know",
+            evidence,
+            "/proc/cpuinfo flags include 'hypervisor'",
+        )
     return passed(
         "kvm.device",
         "/dev/kvm exists (whether a guest really runs on it only --boot-test shows)",

@@ -91,6 +91,11 @@ class HostFs:
         match = re.search(r"^vendor_id\s*:\s*(\S+)", self.read("/proc/cpuinfo") or "", re.M)
         return match.group(1) if match else None
 
+    def is_virtual_machine(self) -> bool:
+        """The CPU's 'hypervisor' flag: this host runs under another hypervisor."""
+        match = re.search(r"^flags\s*:(.*)$", self.read("/proc/cpuinfo") or "", re.M)
+        return bool(match and "hypervisor" in match.group(1).split())
+
     def process_names(self) -> set[str]:
         names: set[str] = set()
         proc = self.path("/proc")
