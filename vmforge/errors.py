@@ -54,7 +54,7 @@ class ChecksFailed(VmforgeError):
     def to_json(self) -> dict[str, Any]:
         data = super().to_json()
         if self.report is not None:
-            data["report"] = self.report
+            data["report"] = self.report  # the whole check report, JSON-ready
         return data
 
 

@@ -53,9 +53,9 @@ def resolve_for_doctor(spec: Spec) -> tuple[CheckResult, Plan | None]:
             return (
                 warned(
                     "spec.plan",
-                    "the Windows family is unknown (no windows.iso to inspect, no windows.family): "
-                    "checking for Windows 11 (UEFI secure boot and TPM)",
-                    "set windows.family, or windows.iso (the doctor then checks for exactly that Windows)",
+                    "the Windows family is not known (windows.family = 'auto'; the doctor does not inspect "
+                    "the ISO): checking for the most demanding one, Windows 11 (UEFI secure boot and TPM)",
+                    "set windows.family (e.g. --set windows.family=10) to check for exactly that Windows",
                     exc.message,
                 ),
                 plan,
