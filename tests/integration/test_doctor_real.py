@@ -113,6 +113,9 @@ def test_tcg_probe_spec_passes_with_exit_zero(vmforge: Any, tmp_path: Path) -> N
     human = vmforge("doctor", "--spec", str(spec))
     assert human.code == 0
     assert "PASS  libvirt.reachable" in human.stdout and " failed, " in human.stdout
+    assert "daemon host:" not in human.stdout  # evidence of passing checks only with -v
+    verbose = vmforge("doctor", "-v", "--spec", str(spec))
+    assert "· daemon host:" in verbose.stdout
 
 
 def test_broken_uri_fails_with_exit_three(vmforge: Any, tmp_path: Path) -> None:

@@ -61,3 +61,12 @@ def test_session_pool_must_be_writable_by_the_user(tmp_path: Path) -> None:
 
 def test_remote_pool_is_skipped(tmp_path: Path) -> None:
     assert check_storage(HostFs(tmp_path), None, 1, None).status is Status.SKIP
+
+
+def test_dynamic_ownership_off_fails_on_system(tmp_path: Path) -> None:
+    fs = HostFs(fakehost.base(tmp_path))
+    fs.path(POOL).mkdir(parents=True)
+    fakehost.write(tmp_path, "/etc/libvirt/qemu.conf", "dynamic_ownership = 0\n")
+    assert fs.qemu_conf_value("dynamic_ownership") == "0"
+    result = check_storage(fs, POOL, 1, fs.identity("libvirt-qemu"), available=GIB, dynamic_ownership=False)
+    assert result.status is Status.FAIL and "dynamic_ownership = 0" in result.summary

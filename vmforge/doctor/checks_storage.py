@@ -24,10 +24,12 @@ def check_storage(
     *,
     available: int | None = None,
     creator_is_qemu: bool = False,
+    dynamic_ownership: bool = True,
 ) -> CheckResult:
     """``target`` is the pool folder on the host (None: remote host, pool not found);
     ``available`` libvirt's figure for an existing pool (else statvfs of the folder);
-    ``creator_is_qemu``: qemu:///session, where QEMU's user also creates the images."""
+    ``creator_is_qemu``: qemu:///session, where QEMU's user also creates the images;
+    ``dynamic_ownership``: qemu.conf lets libvirt hand images to QEMU's user (the default)."""
     if target is None:
         return skipped("storage.pool", "remote host without the pool: vmforge cannot look at its folder")
     path = fs.path(target)
@@ -52,6 +54,14 @@ def check_storage(
                 f"chown {qemu.name} {shown}, or use another disk.pool",
                 *evidence,
             )
+    if not creator_is_qemu and not dynamic_ownership:
+        return failed(
+            "storage.pool",
+            "qemu.conf sets dynamic_ownership = 0: libvirt will not hand the disk image (created as root, 0600) "
+            "to QEMU's user, so QEMU cannot open it",
+            "remove 'dynamic_ownership = 0' from /etc/libvirt/qemu.conf (the default is 1) and restart libvirtd",
+            *evidence,
+        )
     if available is None:
         vfs = os.statvfs(existing)
         available = vfs.f_bavail * vfs.f_frsize

@@ -164,6 +164,7 @@ def libvirt_checks(
                     qemu,
                     available=available,
                     creator_is_qemu=not system_uri,
+                    dynamic_ownership=fs.qemu_conf_value("dynamic_ownership") != "0",
                 )
             )
     finally:
