@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import libvirt
 from lxml import etree
 
 from vmforge.doctor import checks_gpu as gpu
@@ -80,7 +81,7 @@ def pool_facts(conn: Any, name: str) -> tuple[Path | None, int | None]:
     """(target folder, available bytes) of an existing libvirt pool; (None, None) when absent."""
     try:
         pool = conn.storagePoolLookupByName(name)
-    except Exception:  # libvirtError for "no such pool"
+    except libvirt.libvirtError:  # no such pool (yet): vmforge creates it
         return None, None
     target = etree.fromstring(str(pool.XMLDesc(0)).encode()).findtext("target/path")
     available = int(pool.info()[3]) if pool.isActive() else None
