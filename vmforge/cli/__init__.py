@@ -20,6 +20,7 @@ from vmforge.cli.answer_cmd import answer
 from vmforge.cli.channel_cmd import channel
 from vmforge.cli.common import VmforgeGroup, print_json
 from vmforge.cli.destroy_cmd import destroy
+from vmforge.cli.doctor_cmd import doctor
 from vmforge.cli.domain_cmd import domain
 from vmforge.cli.gpu_cmd import gpu
 from vmforge.cli.iso_cmd import iso
@@ -59,6 +60,7 @@ cli.add_command(domain)
 cli.add_command(destroy)
 cli.add_command(gpu)
 cli.add_command(channel)
+cli.add_command(doctor)
 
 
 def _report(message: str, hint: str | None, code: int, as_json: bool, extra: dict[str, Any] | None = None) -> None:
