@@ -26,10 +26,9 @@ from vmforge.doctor.hostfs import HostFs, Identity
 from vmforge.doctor.model import CheckResult, Report, failed, passed, skipped, warned
 from vmforge.errors import SpecError
 from vmforge.host.domcaps import DESCRIPTOR_DIRS, DomainCaps
-from vmforge.host.facts import is_local_uri
 from vmforge.host.pci import PciHost
 from vmforge.libvirt_conn import connect
-from vmforge.plan import Plan, ivshmem_auto_size, resolve_plan
+from vmforge.plan import Plan, is_local_uri, ivshmem_auto_size, resolve_plan
 from vmforge.spec import OsKind, Spec, WindowsFamily
 from vmforge.ui import Reporter
 
