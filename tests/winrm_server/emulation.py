@@ -352,8 +352,14 @@ def _canned(
             for i, (name, data) in enumerate(out):
                 if delay and i:
                     threading.Event().wait(delay)
-                process.write(name, data)
-            process.finish(code)
+                if i < len(out) - 1:
+                    process.write(name, data)
+                    continue
+                with process.cond:  # the last output and the exit arrive together, as recorded
+                    process.write(name, data)
+                    process.finish(code)
+            if not out:
+                process.finish(code)
 
         threading.Thread(target=run, daemon=True).start()
 

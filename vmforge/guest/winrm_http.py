@@ -36,7 +36,14 @@ class FingerprintAdapter(HTTPAdapter):
 
 class PinnedTransport(Transport):
     def __init__(self, *, fingerprint: str | None, connect_timeout: float, read_timeout: float, **kwargs: Any) -> None:
-        super().__init__(read_timeout_sec=int(read_timeout), server_cert_validation="validate", **kwargs)
+        # No CA store and no proxy from the environment: the pin decides, and guests are direct.
+        super().__init__(
+            read_timeout_sec=int(read_timeout),
+            server_cert_validation="validate",
+            ca_trust_path=None,
+            proxy=None,
+            **kwargs,
+        )
         self.fingerprint = fingerprint
         self.timeouts = (connect_timeout, read_timeout)
 
