@@ -40,7 +40,7 @@ class PinnedTransport(Transport):
         super().__init__(
             read_timeout_sec=int(read_timeout),
             server_cert_validation="validate",
-            ca_trust_path=None,
+            ca_trust_path=None,  # type: ignore[arg-type]  # None is what pywinrm checks for
             proxy=None,
             **kwargs,
         )
