@@ -35,7 +35,9 @@ def test_winrm_exec_pin_and_impostor(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("NTLM_USER_FILE", str(users))
     vmdir = VmDir(NAME)
     own = winrm_certificate(vmdir, NAME)  # made (and pinned) when the answer media is built
-    with WinrmTestServer(ServerConfig("vmforge", PASSWORD, cert_pem=own.cert_pem, key_pem=own.key_pem), tmp_path / "g") as server:
+    with WinrmTestServer(
+        ServerConfig("vmforge", PASSWORD, cert_pem=own.cert_pem, key_pem=own.key_pem), tmp_path / "g"
+    ) as server:
         spec = write_spec(tmp_path / "vmforge.toml", server.port)
         ran = vmforge("remote", "exec", NAME, "--spec", str(spec), "--", "sh", "-c", "echo hi; exit 3")
         assert (ran.code, ran.stdout) == (3, "hi\n"), ran.stderr

@@ -66,7 +66,8 @@ def start_sshd(folder: Path, public_key: str, host_key_type: str = "ed25519") ->
             return Sshd(port, host_key, authorized, process)
         except OSError:
             if process.poll() is not None:
-                raise RuntimeError(f"sshd exited: {process.stderr.read().decode() if process.stderr else ''}")
+                detail = process.stderr.read().decode() if process.stderr else ""
+                raise RuntimeError(f"sshd exited: {detail}") from None
             time.sleep(0.05)
     process.kill()
     raise RuntimeError("sshd did not start listening within 10s")
@@ -133,7 +134,7 @@ def test_sftp_copies_verified_by_guest_hash(sshd: Sshd, vmdir: VmDir, tmp_path: 
         back = tmp_path / "back.bin"
         assert guest.copy_out(str(remote_dir / "payload.bin"), back) == digest
         assert back.read_bytes() == source.read_bytes()
-        with pytest.raises(GuestCommandError, match="does not exist|hashing"):
+        with pytest.raises(GuestCommandError, match=r"does not exist|hashing"):
             transport.get_file(str(remote_dir / "missing"), tmp_path / "x")
     finally:
         transport.close()

@@ -108,7 +108,9 @@ def test_powershell_errors_are_readable(channel: tuple[WinrmTransport, WinrmTest
     assert "Get-NoSuchThing" in text and "CLIXML" not in text and "_x000D_" not in text
 
 
-def test_copies_are_chunked_and_verified_in_the_guest(channel: tuple[WinrmTransport, WinrmTestServer | None], tmp_path: Path) -> None:
+def test_copies_are_chunked_and_verified_in_the_guest(
+    channel: tuple[WinrmTransport, WinrmTestServer | None], tmp_path: Path
+) -> None:
     transport, server = channel
     guest = Guest(transport)
     source = tmp_path / "payload.bin"
@@ -116,11 +118,13 @@ def test_copies_are_chunked_and_verified_in_the_guest(channel: tuple[WinrmTransp
     remote = "C:\\Windows\\Temp\\vmforge\\payload.bin"
     digest = guest.copy_in(source, remote)
     if server is not None:
-        assert (server.guest.root / "C" / "Windows" / "Temp" / "vmforge" / "payload.bin").read_bytes() == source.read_bytes()
+        assert (
+            server.guest.root / "C" / "Windows" / "Temp" / "vmforge" / "payload.bin"
+        ).read_bytes() == source.read_bytes()
     back = tmp_path / "back.bin"
     assert guest.copy_out(remote, back) == digest
     assert back.read_bytes() == source.read_bytes()
-    with pytest.raises(GuestCommandError, match="missing.bin"):
+    with pytest.raises(GuestCommandError, match=r"missing\.bin"):
         transport.get_file("C:\\Windows\\Temp\\vmforge\\missing.bin", tmp_path / "nothing")
     assert not (tmp_path / ".nothing.vmforge-part").exists()
 

@@ -93,3 +93,19 @@ def fetch_certificate(host: str, port: int, timeout: float) -> bytes:
     if not der:
         raise GuestUnreachable(f"{host}:{port} presented no TLS certificate")
     return der
+
+
+def pfx_bundle(pair: CertificatePair, password: str) -> bytes:
+    """The certificate and key as a password-protected PKCS#12 file, the form Windows'
+    Import-PfxCertificate takes (the guest's bootstrap imports it, then deletes the file)."""
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    key = serialization.load_pem_private_key(pair.key_pem.encode(), password=None)
+    cert = x509.load_pem_x509_certificate(pair.cert_pem.encode())
+    return pkcs12.serialize_key_and_certificates(
+        b"vmforge-winrm",
+        key,  # type: ignore[arg-type]
+        cert,
+        None,
+        serialization.BestAvailableEncryption(password.encode()),
+    )
