@@ -67,6 +67,14 @@ def test_winrm_exec_pin_and_impostor(tmp_path: Path, monkeypatch: pytest.MonkeyP
             assert PASSWORD not in output.stdout + output.stderr
 
 
+def test_rotate_password_refuses_a_spec_owned_password(tmp_path: Path, vmforge: Any) -> None:
+    spec = write_spec(tmp_path / "vmforge.toml", 5986)
+    refused = vmforge("remote", "rotate-password", NAME, "--spec", str(spec))
+    assert refused.code == 1 and "windows.password is set in the spec" in refused.stderr
+    unpinned = vmforge("remote", "exec", NAME, "--spec", str(spec), "--", "whoami")
+    assert unpinned.code == 1 and f"hint: run 'vmforge remote pin {NAME}'" in unpinned.stderr
+
+
 def test_insecure_http_needs_the_spec_allowance(tmp_path: Path, vmforge: Any) -> None:
     spec = write_spec(tmp_path / "vmforge.toml", 5985, 'winrm_scheme = "http"\n')
     refused = vmforge("remote", "exec", NAME, "--spec", str(spec), "--", "whoami")

@@ -168,6 +168,34 @@ def test_reboot_between_commands_is_detected(tmp_path: Path, users: Path) -> Non
         transport.close()
 
 
+def test_shell_lost_in_a_reboot_is_replaced_transparently(tmp_path: Path, users: Path) -> None:
+    """Between two commands the guest rebooted while no request was in flight: the old shell is
+    gone (WS-Man fault), the transport opens a new one once and runs the command."""
+    with serve(tmp_path) as server:
+        transport = WinrmTransport(endpoint(server), operation_timeout=5)
+        guest = Guest(transport)
+        before = guest.boot_id()
+        server.service.reset()
+        server.guest.rebooted()
+        assert guest.boot_id() != before
+        faults = [r for r in server.responses if b"w:InvalidSelectors" in r]
+        assert len(faults) == 1
+        transport.close()
+
+
+def test_reboot_during_a_call_is_unreachable_then_wait_ready_recovers(tmp_path: Path, users: Path) -> None:
+    with serve(tmp_path) as server:
+        transport = WinrmTransport(endpoint(server), operation_timeout=5, open_attempts=1)
+        guest = Guest(transport)
+        before = guest.boot_id()
+        server.reboot(down_for=1.0)
+        with pytest.raises(GuestUnreachable):
+            guest.boot_id()
+        transport.wait_ready(time.monotonic() + 20)
+        assert guest.boot_id() != before
+        transport.close()
+
+
 def test_certificate_mismatch_is_refused_with_repin_hint(tmp_path: Path, users: Path) -> None:
     impostor = generate_certificate("vmft-winrm-guest")
     with serve(tmp_path, cert=impostor) as server:
@@ -227,3 +255,27 @@ def test_unreachable_host_fails_within_bounded_retries(tmp_path: Path) -> None:
     with pytest.raises(GuestUnreachable, match="cannot reach"):
         transport.run(["sh", "-c", "true"], timeout=10)
     assert len(delays) == 2 and all(0 < d < 10 for d in delays)  # bounded, jittered backoff
+
+
+def test_password_rotation_goes_over_stdin_and_locks_out_the_old_one(tmp_path: Path, users: Path) -> None:
+    from vmforge.guest.remote_access import SECRET_PASSWORD, SECRET_PASSWORD_NEXT, rotate_admin_password
+    from vmforge.spec import parse_spec
+    from vmforge.state import VmDir
+
+    spec = parse_spec({"vm": {"name": "vmft-winrm-rotate"}}, label="test")
+    vmdir = VmDir("vmft-winrm-rotate", root=tmp_path / "state")
+    vmdir.save_secrets({SECRET_PASSWORD: PASSWORD})
+    with serve(tmp_path) as server:
+        transport = WinrmTransport(endpoint(server), operation_timeout=5)
+        rotate_admin_password(spec, vmdir, transport)
+        transport.close()
+        secrets = vmdir.load_secrets()
+        new = secrets[SECRET_PASSWORD]
+        assert new != PASSWORD and SECRET_PASSWORD_NEXT not in secrets
+        assert not any(new in line for line in server.guest.commands_seen)  # never on a command line
+        old = WinrmTransport(endpoint(server), open_attempts=1)
+        with pytest.raises(WinrmAuthError):
+            old.run(["sh", "-c", "true"], timeout=10)
+        fresh = WinrmTransport(endpoint(server, password=new))
+        assert fresh.run(["sh", "-c", "echo ok"], timeout=10).stdout == b"ok\n"
+        fresh.close()

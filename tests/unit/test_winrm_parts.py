@@ -19,7 +19,7 @@ from vmforge.guest.remote_access import pick_address
 from vmforge.guest.winrm import ENVELOPE_OVERHEAD, upload_chunk_size, windows_command_line
 from vmforge.spec import parse_spec
 
-NEW_SCRIPTS = ["receive-file", "send-file", "os-info", "winrm-https-listener"]
+NEW_SCRIPTS = ["receive-file", "send-file", "os-info", "winrm-https-listener", "set-password"]
 
 
 @pytest.mark.parametrize(
@@ -95,7 +95,12 @@ def _parse_errors(source: bytes) -> list[str]:
 @pytest.mark.parametrize("name", NEW_SCRIPTS)
 def test_guest_scripts_parse_as_powershell(name: str) -> None:
     rendered = render_script(
-        name, path="C:\\Users\\it's here\\f.bin", chunk_size=1024, pfx_path="A:\\winrm.pfx", pfx_password="p'w"
+        name,
+        path="C:\\Users\\it's here\\f.bin",
+        chunk_size=1024,
+        pfx_path="A:\\winrm.pfx",
+        pfx_password="p'w",
+        user="vm'forge",
     )
     assert _parse_errors(rendered.encode("utf-8")) == []
     assert (REPO / "templates" / "guest" / "windows" / f"{name}.ps1").exists()

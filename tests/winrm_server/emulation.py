@@ -141,8 +141,16 @@ class Process:
 
 
 class EmulatedWindows:
-    def __init__(self, root: Path, *, reboot: Callable[[], None] | None = None, reboot_delay: float = 0.3) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        reboot: Callable[[], None] | None = None,
+        set_password: Callable[[str, str], None] | None = None,
+        reboot_delay: float = 0.3,
+    ) -> None:
         self.root = root
+        self._set_password = set_password
         self.boot_time = dt.datetime(2026, 1, 1, 8, 0, 0, tzinfo=dt.UTC)
         self.boots = 1
         self._reboot = reboot
@@ -291,6 +299,14 @@ class EmulatedWindows:
                     digest.update(block)
                     process.write("stdout", base64.b64encode(block) + b"\n")
             process.write("stdout", f"sha256:{digest.hexdigest()}".encode())
+            return 0
+        if name == "set-password":
+            user = re.search(r"^\$User = '((?:[^']|'')*)'$", script, re.M)
+            line = process.read_stdin_all().split(b"\n")[0].strip().decode()
+            if user is None or not line or self._set_password is None:
+                process.write("stderr", clixml_error("Set-LocalUser : no password on stdin"))
+                return 1
+            self._set_password(user.group(1).replace("''", "'"), line)
             return 0
         if name in ("reboot", "shutdown"):
             if self._reboot is not None:

@@ -265,7 +265,7 @@ class WinrmTestServer(ThreadingHTTPServer):
     def __init__(self, config: ServerConfig, root: Path) -> None:
         super().__init__(("127.0.0.1", 0), Handler)
         self.config = config
-        self.guest = EmulatedWindows(root, reboot=self.reboot)
+        self.guest = EmulatedWindows(root, reboot=self.reboot, set_password=self.set_password)
         self.service = WsmanService(self.guest, config.username)
         self.requests: list[bytes] = []
         self.responses: list[bytes] = []
@@ -284,6 +284,15 @@ class WinrmTestServer(ThreadingHTTPServer):
     @property
     def port(self) -> int:
         return int(self.server_address[1])
+
+    def set_password(self, user: str, password: str) -> None:
+        """The simulated Set-LocalUser: Basic and NTLM (NTLM_USER_FILE) accept only the new one."""
+        if user != self.config.username:
+            raise ValueError(f"no local user {user!r}")
+        self.config.password = password
+        user_file = os.environ.get("NTLM_USER_FILE")
+        if user_file:
+            write_user_file(Path(user_file), user, password)
 
     def reboot(self, down_for: float = 0.5) -> None:
         """Simulate a reboot: connections dropped for a while, shells gone, a new boot time."""

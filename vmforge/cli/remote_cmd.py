@@ -19,9 +19,11 @@ from vmforge.guest.remote_access import (
     PIN_SSH,
     PIN_WINRM,
     SECRET_WINRM_CERT,
+    check_rotatable,
     get_pin,
     guest_address,
     open_winrm,
+    rotate_admin_password,
     set_pin,
     ssh_key,
 )
@@ -202,3 +204,22 @@ def exec_(
         sys.stderr.buffer.write(result.stderr)
         sys.stderr.flush()
     ctx.exit(result.rc)
+
+
+@remote.command("rotate-password")
+@click.argument("name", required=False)
+@spec_options
+def rotate_password(*, name: str | None, spec_path: Path | None, sets: tuple[str, ...]) -> None:
+    """Give the guest's administrator a new random password (over WinRM; kept in the 0600 secrets).
+
+    The new password is sent on stdin, never on a command line, and never printed.
+    """
+    spec, vmdir = _load(spec_path, sets, name)
+    check_rotatable(spec)
+    transport = open_winrm(spec, vmdir, _address(spec))
+    try:
+        with vmdir.lock():
+            rotate_admin_password(spec, vmdir, transport)
+    finally:
+        transport.close()
+    echo(f"{vmdir.name}: administrator password rotated (see {vmdir.secrets_file})")

@@ -15,7 +15,9 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from vmforge.errors import VmforgeError
 from vmforge.guest.certs import CertificatePair, generate_certificate
-from vmforge.guest.transport import GuestUnreachable
+from vmforge.guest.clixml import first_error_line
+from vmforge.guest.os_windows import WindowsAdapter, render_script
+from vmforge.guest.transport import GuestError, GuestTransport, GuestUnreachable
 from vmforge.guest.winrm import WinrmEndpoint, WinrmTransport
 from vmforge.logs import get_logger
 from vmforge.spec import AddressSource, Spec, WinrmAuth, WinrmScheme
@@ -25,6 +27,7 @@ log = get_logger("guest.remote")
 
 # names of entries in secrets.json (not secrets themselves)
 SECRET_PASSWORD = "admin_password"  # noqa: S105
+SECRET_PASSWORD_NEXT = "admin_password_next"  # noqa: S105 - set while a rotation is under way
 SECRET_WINRM_KEY = "winrm_cert_key"  # noqa: S105
 SECRET_WINRM_CERT = "winrm_cert_pem"  # noqa: S105
 SECRET_SSH_KEY = "ssh_private_key"  # noqa: S105
@@ -70,6 +73,40 @@ def ssh_key(vmdir: VmDir) -> tuple[str, str]:
     loaded = serialization.load_ssh_private_key(private.encode(), password=None)
     public = loaded.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
     return private, f"{public.decode('ascii')} vmforge-{vmdir.name}"
+
+
+def check_rotatable(spec: Spec) -> None:
+    if spec.windows.password.get_secret_value() != "generate":
+        raise VmforgeError(
+            "windows.password is set in the spec, so vmforge does not own the administrator password",
+            hint="change it yourself, or set windows.password = 'generate'",
+        )
+
+
+def rotate_admin_password(spec: Spec, vmdir: VmDir, transport: GuestTransport, *, timeout: float = 120.0) -> None:
+    """Give the administrator a new random password (after post-install: the bootstrap password
+    was on the answer media).  The new one travels on stdin, never on a command line; it is saved
+    as ``admin_password_next`` *before* the guest changes, so an interrupted rotation never locks
+    vmforge out (both values are then in the secrets file)."""
+    check_rotatable(spec)
+    admin_password(spec, vmdir)  # make sure the current one is recorded
+    values = vmdir.load_secrets()
+    values[SECRET_PASSWORD_NEXT] = generate_password()
+    vmdir.save_secrets(values)
+    script = render_script("set-password", user=spec.windows.admin_user)
+    result = transport.run(
+        WindowsAdapter().script_argv(script), stdin=(values[SECRET_PASSWORD_NEXT] + "\r\n").encode(), timeout=timeout
+    )
+    values = vmdir.load_secrets()
+    if result.rc != 0:
+        values.pop(SECRET_PASSWORD_NEXT, None)
+        vmdir.save_secrets(values)
+        raise GuestError(
+            f"the guest refused the new password for {spec.windows.admin_user!r}: {first_error_line(result.stderr)}",
+            hint="the old password stays valid; check the account on the guest",
+        )
+    values[SECRET_PASSWORD] = values.pop(SECRET_PASSWORD_NEXT)
+    vmdir.save_secrets(values)
 
 
 # -- pins ---------------------------------------------------------------------------------------------

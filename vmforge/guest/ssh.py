@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import io
 import json
@@ -131,7 +132,7 @@ class SshTransport(GuestTransport):
             if self.endpoint.host_key is None:
                 if self._on_first_key is not None:
                     self._on_first_key(presented)
-                self.endpoint = SshEndpoint(**{**self.endpoint.__dict__, "host_key": presented})
+                self.endpoint = dataclasses.replace(self.endpoint, host_key=presented)
             elif presented != self.endpoint.host_key:
                 raise HostKeyChanged(
                     f"the SSH host key of {where} is not the one pinned for this VM "
@@ -331,7 +332,10 @@ class SshTransport(GuestTransport):
     def os_info(self) -> OsInfo:
         if self.adapter.family == "windows":
             result = self.run(self.adapter.script_argv(render_script("os-info")), timeout=60.0)
-            data = json.loads(result.stdout.decode("utf-8", "replace") or "{}")
+            try:
+                data = json.loads(result.stdout.decode("utf-8", "replace"))
+            except json.JSONDecodeError:
+                raise GuestError(f"the guest described its OS unreadably: {result.stdout[:120]!r}") from None
             return OsInfo(
                 "windows",
                 "mswindows",

@@ -77,6 +77,14 @@ class CertificateMismatch(GuestError):
     """The guest presented a certificate other than the pinned one."""
 
 
+class WinrmFault(GuestCommandError):
+    """The guest's WinRM service answered with a WS-Management fault."""
+
+    def __init__(self, message: str, wsman_code: int | None) -> None:
+        super().__init__(message)
+        self.wsman_code = wsman_code
+
+
 @dataclass(frozen=True)
 class WinrmEndpoint:
     host: str
@@ -131,6 +139,7 @@ class WinrmTransport(GuestTransport):
         operation_timeout: float = 20.0,
         connect_timeout: float = 10.0,
         open_attempts: int = 4,
+        file_timeout: float = 3600.0,
         max_envelope: int = DEFAULT_MAX_ENVELOPE,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -147,6 +156,7 @@ class WinrmTransport(GuestTransport):
         self.operation_timeout = max(1.0, operation_timeout)
         self.connect_timeout = connect_timeout
         self.open_attempts = open_attempts
+        self.file_timeout = file_timeout
         self.max_envelope = max_envelope
         self.chunk_size = upload_chunk_size(max_envelope)
         self.adapter = WindowsAdapter()
@@ -212,7 +222,7 @@ class WinrmTransport(GuestTransport):
         if isinstance(exc, WSManFaultError):
             code = f" (WS-Man fault {exc.wsman_fault_code})" if exc.wsman_fault_code else ""
             reason = " ".join((exc.reason or "").split())
-            return GuestCommandError(f"the guest's WinRM service refused {doing}{code}: {reason}")
+            return WinrmFault(f"the guest's WinRM service refused {doing}{code}: {reason}", exc.wsman_fault_code)
         if isinstance(exc, WinRMTransportError):
             return GuestUnreachable(f"{self.name} answered HTTP {exc.code} while {doing}")
         if isinstance(exc, WinRMError | ValueError | KeyError | StopIteration):
@@ -354,7 +364,7 @@ class WinrmTransport(GuestTransport):
                     self._fit(self.adapter.script_argv(script), None),
                     None,
                     consume,
-                    self._clock() + self._transfer_timeout(0),
+                    self._clock() + self.file_timeout,
                     label=f"reading {remote}",
                 )
                 tail = bytes(pending).strip().decode("ascii", "replace")
@@ -402,9 +412,6 @@ class WinrmTransport(GuestTransport):
         self._drop()
 
     # -- internals --------------------------------------------------------------------------------
-    def _transfer_timeout(self, size: int) -> float:
-        return 120.0 + size / (256 * 1024)  # generous: at least 256 KiB/s
-
     def _fit(self, argv: Sequence[str], deadline: float | None) -> str:
         """The command line for ``argv``; an encoded script too long for cmd.exe runs from a file."""
         line = windows_command_line(argv)
@@ -433,7 +440,7 @@ class WinrmTransport(GuestTransport):
             windows_command_line([*POWERSHELL, encode_command(script)]),
             lines,
             out.append,
-            self._clock() + self._transfer_timeout(0) + 3600.0,
+            self._clock() + self.file_timeout,
             label=f"writing {remote}",
         )
         if rc != 0:
@@ -455,8 +462,8 @@ class WinrmTransport(GuestTransport):
         assert protocol is not None
         try:
             command = self._call(f"starting {label}", partial(protocol.run_command, shell, command_line))
-        except GuestCommandError as exc:
-            if not any(str(code) in exc.message for code in SHELL_NOT_FOUND_FAULTS):
+        except WinrmFault as exc:
+            if exc.wsman_code not in SHELL_NOT_FOUND_FAULTS:
                 raise
             self._drop()  # the shell is gone (the guest rebooted): one new shell, command not yet run
             shell = self._ensure_shell()
