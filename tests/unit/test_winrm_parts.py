@@ -127,3 +127,23 @@ def test_pfx_bundle_holds_the_pinned_certificate() -> None:
     assert fingerprint_der(cert.public_bytes(Encoding.DER)) == pair.fingerprint
     with pytest.raises(ValueError):
         pkcs12.load_key_and_certificates(pfx_bundle(pair, "Pfx-Pass-1"), b"wrong")
+
+
+def test_address_sources_are_asked_in_the_spec_order() -> None:
+    from vmforge.guest.remote_access import guest_address
+
+    asked: list[int] = []
+
+    class Domain:  # what libvirt answers for a guest with an agent but no DHCP lease
+        def interfaceAddresses(self, source: int) -> dict[str, object]:
+            asked.append(source)
+            if source == 0:
+                raise RuntimeError("no lease")
+            return {"eth0": {"addrs": [{"type": 0, "addr": "192.0.2.9"}]}}
+
+    spec = parse_spec({"remote": {"address_sources": ["lease", "agent", "arp"]}}, label="test")
+    assert guest_address(spec, Domain()) == "192.0.2.9"
+    assert asked == [0, 1]
+    asked.clear()
+    arp_first = parse_spec({"remote": {"address_sources": ["arp", "lease"]}}, label="test")
+    assert guest_address(arp_first, Domain()) == "192.0.2.9" and asked == [2]

@@ -13,8 +13,6 @@ import click
 from vmforge.cli.common import echo, json_option, print_json, spec_options
 from vmforge.errors import UsageError
 from vmforge.guest.certs import fetch_certificate, fingerprint_der, show_fingerprint
-from vmforge.guest.os_linux import LinuxAdapter
-from vmforge.guest.os_windows import WindowsAdapter
 from vmforge.guest.remote_access import (
     PIN_SSH,
     PIN_WINRM,
@@ -22,15 +20,14 @@ from vmforge.guest.remote_access import (
     check_rotatable,
     get_pin,
     guest_address,
+    open_ssh,
     open_winrm,
     rotate_admin_password,
     set_pin,
-    ssh_key,
 )
-from vmforge.guest.ssh import SshEndpoint, SshTransport
 from vmforge.guest.transport import GuestTransport
 from vmforge.libvirt_conn import connect
-from vmforge.spec import OsKind, Overrides, Spec, WinrmScheme, load_spec
+from vmforge.spec import Overrides, Spec, WinrmScheme, load_spec
 from vmforge.state import VmDir
 
 CHANNELS = click.Choice(["winrm", "ssh"])
@@ -66,25 +63,6 @@ def _normalise(fingerprint: str) -> str:
     return value
 
 
-def _ssh_transport(spec: Spec, vmdir: VmDir, address: str) -> SshTransport:
-    private, _ = ssh_key(vmdir)
-    endpoint = SshEndpoint(
-        address,
-        spec.remote.ssh_port,
-        spec.remote.ssh_user or spec.windows.admin_user,
-        private,
-        get_pin(vmdir, PIN_SSH),
-        vm=vmdir.name,
-    )
-    adapter = WindowsAdapter() if spec.os == OsKind.WINDOWS else LinuxAdapter()
-    return SshTransport(
-        endpoint,
-        adapter,
-        on_first_key=lambda line: set_pin(vmdir, PIN_SSH, line),
-        connect_timeout=spec.remote.connect_timeout,
-    )
-
-
 @click.group("remote")
 def remote() -> None:
     """Reach a guest over WinRM or SSH: pin its identity, run commands."""
@@ -118,7 +96,7 @@ def pin(
         set_pin(vmdir, PIN_WINRM if channel == "winrm" else PIN_SSH, None)
         result["pinned"] = None
     elif channel == "ssh":
-        transport = _ssh_transport(spec, vmdir, _address(spec))
+        transport = open_ssh(spec, vmdir, _address(spec))
         try:
             transport.wait_ready(time.monotonic() + spec.remote.connect_timeout * 3)
         finally:
@@ -184,7 +162,7 @@ def exec_(
     spec, vmdir = _load(spec_path, sets, name)
     address = _address(spec)
     transport: GuestTransport = (
-        open_winrm(spec, vmdir, address) if channel == "winrm" else _ssh_transport(spec, vmdir, address)
+        open_winrm(spec, vmdir, address) if channel == "winrm" else open_ssh(spec, vmdir, address)
     )
     try:
         result = transport.run(list(command), timeout=timeout)

@@ -16,11 +16,13 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from vmforge.errors import VmforgeError
 from vmforge.guest.certs import CertificatePair, generate_certificate
 from vmforge.guest.clixml import first_error_line
+from vmforge.guest.os_linux import LinuxAdapter
 from vmforge.guest.os_windows import WindowsAdapter, render_script
+from vmforge.guest.ssh import SshEndpoint, SshTransport
 from vmforge.guest.transport import GuestError, GuestTransport, GuestUnreachable
 from vmforge.guest.winrm import WinrmEndpoint, WinrmTransport
 from vmforge.logs import get_logger
-from vmforge.spec import AddressSource, Spec, WinrmAuth, WinrmScheme
+from vmforge.spec import AddressSource, OsKind, RemoteChannel, Spec, WinrmAuth, WinrmScheme
 from vmforge.state import VmDir, VmState, generate_password
 
 log = get_logger("guest.remote")
@@ -214,3 +216,36 @@ def open_winrm(spec: Spec, vmdir: VmDir, address: str) -> WinrmTransport:
         operation_timeout=spec.remote.operation_timeout,
         connect_timeout=spec.remote.connect_timeout,
     )
+
+
+# -- SSH ----------------------------------------------------------------------------------------------
+
+
+def open_ssh(spec: Spec, vmdir: VmDir, address: str) -> SshTransport:
+    """SSH with the VM's key; the host key is pinned on first contact and checked after."""
+    private, _ = ssh_key(vmdir)
+    endpoint = SshEndpoint(
+        address,
+        spec.remote.ssh_port,
+        spec.remote.ssh_user or spec.windows.admin_user,
+        private,
+        get_pin(vmdir, PIN_SSH),
+        vm=vmdir.name,
+    )
+    adapter = WindowsAdapter() if spec.os == OsKind.WINDOWS else LinuxAdapter()
+    return SshTransport(
+        endpoint,
+        adapter,
+        on_first_key=lambda line: set_pin(vmdir, PIN_SSH, line),
+        connect_timeout=spec.remote.connect_timeout,
+    )
+
+
+def open_remote(spec: Spec, vmdir: VmDir, channel: RemoteChannel, domain: Any | None = None) -> GuestTransport:
+    """The WinRM or SSH transport for ``channel`` (the agent transport lives with the probe code)."""
+    address = guest_address(spec, domain)
+    if channel == RemoteChannel.WINRM:
+        return open_winrm(spec, vmdir, address)
+    if channel == RemoteChannel.SSH:
+        return open_ssh(spec, vmdir, address)
+    raise VmforgeError(f"open_remote does not open the {channel.value!r} channel", hint="use vmforge.guest.agent")
