@@ -103,3 +103,16 @@ def _ids(xml: bytes) -> list[str]:
     root = etree.fromstring(xml)
     found = [n.text or "" for n in root.iter(f"{{{env.SHELL}}}ShellId", f"{{{env.SHELL}}}CommandId")]
     return [value for value in found if _ID.fullmatch(value)]
+
+
+def test_the_comparison_notices_differences(peers: Path) -> None:
+    """The structural comparison is not vacuous: changing one exit code, stream or fault shows."""
+    messages = yaml.safe_load((peers / "winrm-transcripts" / "test_winrs_stderr_rc.yml").read_text())["messages"]
+    receive = next(m["response"] for m in messages if "ReceiveResponse" in m["response"]).encode()
+    assert shape(receive)["exit_code"] == "1" and shape(receive)["streams"]["stderr"] == b"err \n"
+    assert shape(receive.replace(b"<rsp:ExitCode>1<", b"<rsp:ExitCode>0<")) != shape(receive)
+    assert shape(receive.replace(b'Name="stderr"', b'Name="stdout"')) != shape(receive)
+    timeout = yaml.safe_load((peers / "winrm-transcripts" / "test_winrs_operation_timeout.yml").read_text())
+    fault = next(m["response"] for m in timeout["messages"] if "w:TimedOut" in m["response"]).encode()
+    assert shape(fault)["fault"] == ("s:Receiver", "w:TimedOut", "2150858793", None)
+    assert shape(fault.replace(b"2150858793", b"2150858843")) != shape(fault)

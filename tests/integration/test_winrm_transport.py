@@ -29,7 +29,11 @@ pytestmark = pytest.mark.integration
 USER = "vmforge"
 PASSWORD = "Test-Pass-4711"
 PAIR = generate_certificate("vmft-winrm-guest")
-LIVE = os.environ.get("VMFORGE_LIVE_WINRM", "")
+LIVE = os.environ.get("VMFORGE_LIVE_WINRM", "") or (
+    ",".join(os.environ.get(f"VMFORGE_TEST_WINRM_{k}", "") for k in ("HOST", "USER", "PASSWORD"))
+    if os.environ.get("VMFORGE_TEST_WINRM_HOST")
+    else ""
+)
 
 
 @pytest.fixture

@@ -223,6 +223,8 @@ class WinrmTransport(GuestTransport):
             code = f" (WS-Man fault {exc.wsman_fault_code})" if exc.wsman_fault_code else ""
             reason = " ".join((exc.reason or "").split())
             return WinrmFault(f"the guest's WinRM service refused {doing}{code}: {reason}", exc.wsman_fault_code)
+        if isinstance(exc, requests.exceptions.RequestException):
+            return GuestUnreachable(f"the connection to {self.name} failed while {doing}: {exc.__class__.__name__}")
         if isinstance(exc, WinRMTransportError):
             return GuestUnreachable(f"{self.name} answered HTTP {exc.code} while {doing}")
         if isinstance(exc, WinRMError | ValueError | KeyError | StopIteration):
@@ -460,8 +462,10 @@ class WinrmTransport(GuestTransport):
         shell = self._ensure_shell()
         protocol = self._protocol
         assert protocol is not None
+        # stdin as a pipe, not a console, when vmforge feeds it (what PowerShell's reader expects)
+        console = {"console_mode_stdin": stdin is None}
         try:
-            command = self._call(f"starting {label}", partial(protocol.run_command, shell, command_line))
+            command = self._call(f"starting {label}", partial(protocol.run_command, shell, command_line, **console))
         except WinrmFault as exc:
             if exc.wsman_code not in SHELL_NOT_FOUND_FAULTS:
                 raise
@@ -469,7 +473,7 @@ class WinrmTransport(GuestTransport):
             shell = self._ensure_shell()
             assert self._protocol is not None
             protocol = self._protocol
-            command = self._call(f"starting {label}", partial(protocol.run_command, shell, command_line))
+            command = self._call(f"starting {label}", partial(protocol.run_command, shell, command_line, **console))
         try:
             if stdin is not None:
                 self._send_stdin(protocol, shell, command, stdin, label)
