@@ -463,9 +463,9 @@ class WinrmTransport(GuestTransport):
         protocol = self._protocol
         assert protocol is not None
         # stdin as a pipe, not a console, when vmforge feeds it (what PowerShell's reader expects)
-        console = {"console_mode_stdin": stdin is None}
+        console = stdin is None
         try:
-            command = self._call(f"starting {label}", partial(protocol.run_command, shell, command_line, **console))
+            command = self._call(f"starting {label}", partial(protocol.run_command, shell, command_line, (), console))
         except WinrmFault as exc:
             if exc.wsman_code not in SHELL_NOT_FOUND_FAULTS:
                 raise
@@ -473,7 +473,7 @@ class WinrmTransport(GuestTransport):
             shell = self._ensure_shell()
             assert self._protocol is not None
             protocol = self._protocol
-            command = self._call(f"starting {label}", partial(protocol.run_command, shell, command_line, **console))
+            command = self._call(f"starting {label}", partial(protocol.run_command, shell, command_line, (), console))
         try:
             if stdin is not None:
                 self._send_stdin(protocol, shell, command, stdin, label)
