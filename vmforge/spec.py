@@ -129,6 +129,22 @@ class RemoteChannel(StrEnum):
     SSH = "ssh"
 
 
+class WinrmScheme(StrEnum):
+    HTTPS = "https"
+    HTTP = "http"
+
+
+class WinrmAuth(StrEnum):
+    NTLM = "ntlm"
+    BASIC = "basic"
+
+
+class AddressSource(StrEnum):
+    LEASE = "lease"
+    AGENT = "agent"
+    ARP = "arp"
+
+
 # --- sections --------------------------------------------------------------------------------
 
 
@@ -373,6 +389,46 @@ class RemoteSection(Section):
         description="Guest channels to set up and use, in order of preference: 'agent' (QEMU "
         "guest agent), 'winrm', 'ssh'.",
     )
+    address: str | None = Field(
+        None, description="Guest host name or IP for WinRM/SSH; unset asks libvirt (address_sources)."
+    )
+    address_sources: tuple[AddressSource, ...] = Field(
+        (AddressSource.LEASE, AddressSource.AGENT, AddressSource.ARP),
+        description="Where libvirt looks for the guest's IP, in order: 'lease' (DHCP of a libvirt "
+        "network), 'agent' (QEMU guest agent), 'arp' (host ARP table).",
+    )
+    winrm_scheme: WinrmScheme = Field(
+        WinrmScheme.HTTPS,
+        description="'https' (vmforge's per-VM certificate, pinned by fingerprint) or 'http' (needs allow_insecure).",
+    )
+    winrm_auth: WinrmAuth = Field(
+        WinrmAuth.NTLM,
+        description="'ntlm' (encrypts every message even over HTTP) or 'basic' (password in every "
+        "request; over HTTP needs allow_insecure).",
+    )
+    winrm_port: int | None = Field(
+        None, ge=1, le=65535, description="WinRM port; unset is 5986 for HTTPS, 5985 for HTTP."
+    )
+    allow_insecure: bool = Field(
+        False,
+        description="Allow WinRM over plain HTTP (no server authentication; with 'basic' also no "
+        "encryption). Warned about on every use.",
+    )
+    ssh_port: int = Field(22, ge=1, le=65535, description="SSH port of the guest's OpenSSH server.")
+    ssh_user: str | None = Field(None, description="SSH user; unset is windows.admin_user.")
+    connect_timeout: Duration = Field(10.0, description="Connecting to WinRM/SSH, per attempt.")
+    operation_timeout: Duration = Field(
+        20.0, description="One WinRM request (WS-Man OperationTimeout); reads wait 10s longer."
+    )
+
+    @model_validator(mode="after")
+    def _check_insecure(self) -> RemoteSection:
+        if self.winrm_scheme == WinrmScheme.HTTP and not self.allow_insecure:
+            raise ValueError(
+                "remote.winrm_scheme = 'http' lets anyone on the network impersonate the guest; "
+                "use 'https' or set remote.allow_insecure = true"
+            )
+        return self
 
 
 class TimeoutsSection(Section):

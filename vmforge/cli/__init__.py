@@ -25,6 +25,7 @@ from vmforge.cli.domain_cmd import domain
 from vmforge.cli.gpu_cmd import gpu
 from vmforge.cli.iso_cmd import iso
 from vmforge.cli.media_cmd import media
+from vmforge.cli.remote_cmd import remote
 from vmforge.cli.spec_cmd import spec
 from vmforge.cli.vm_cmd import list_vms
 from vmforge.errors import VmforgeError
@@ -61,6 +62,7 @@ cli.add_command(destroy)
 cli.add_command(gpu)
 cli.add_command(channel)
 cli.add_command(doctor)
+cli.add_command(remote)
 
 
 def _report(message: str, hint: str | None, code: int, as_json: bool, extra: dict[str, Any] | None = None) -> None:
