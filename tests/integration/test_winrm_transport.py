@@ -261,20 +261,21 @@ def test_unreachable_host_fails_within_bounded_retries(tmp_path: Path) -> None:
 
 
 def test_password_rotation_goes_over_stdin_and_locks_out_the_old_one(tmp_path: Path, users: Path) -> None:
-    from vmforge.guest.remote_access import SECRET_PASSWORD, SECRET_PASSWORD_NEXT, rotate_admin_password
+    from vmforge.credentials import ADMIN_PASSWORD, ADMIN_PASSWORD_NEXT
+    from vmforge.guest.remote_access import rotate_admin_password
     from vmforge.spec import parse_spec
     from vmforge.state import VmDir
 
     spec = parse_spec({"vm": {"name": "vmft-winrm-rotate"}}, label="test")
     vmdir = VmDir("vmft-winrm-rotate", root=tmp_path / "state")
-    vmdir.save_secrets({SECRET_PASSWORD: PASSWORD})
+    vmdir.save_secrets({ADMIN_PASSWORD: PASSWORD})
     with serve(tmp_path) as server:
         transport = WinrmTransport(endpoint(server), operation_timeout=5)
         rotate_admin_password(spec, vmdir, transport)
         transport.close()
         secrets = vmdir.load_secrets()
-        new = secrets[SECRET_PASSWORD]
-        assert new != PASSWORD and SECRET_PASSWORD_NEXT not in secrets
+        new = secrets[ADMIN_PASSWORD]
+        assert new != PASSWORD and ADMIN_PASSWORD_NEXT not in secrets
         assert not any(new in line for line in server.guest.commands_seen)  # never on a command line
         old = WinrmTransport(endpoint(server), open_attempts=1)
         with pytest.raises(WinrmAuthError):

@@ -117,3 +117,17 @@ def test_generated_passwords_meet_windows_complexity() -> None:
         assert len(pw) == 20
         assert any(c.islower() for c in pw) and any(c.isupper() for c in pw) and any(c.isdigit() for c in pw)
         assert not set(pw) & set("<>&'\"`$;|\\ ")
+
+
+def test_admin_password_is_stored_once_and_survives_rotation(tmp_path: Path) -> None:
+    from vmforge.credentials import ADMIN_PASSWORD, admin_password
+    from vmforge.spec import parse_spec
+
+    d = vm(tmp_path)
+    generated = admin_password(parse_spec({}, label="t"), d)
+    assert len(generated) == 20 and admin_password(parse_spec({}, label="t"), d) == generated
+    given = vm(tmp_path, "g")
+    spec = parse_spec({"windows": {"password": "Given-Pass-77"}}, label="t")
+    assert admin_password(spec, given) == "Given-Pass-77"
+    given.save_secrets({ADMIN_PASSWORD: "Rotated-Pass-88"})  # what a rotation leaves behind
+    assert admin_password(spec, given) == "Rotated-Pass-88"

@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from vmforge.cli.common import VmforgeGroup, echo, json_option, print_json, spec_options
-from vmforge.media.build import admin_password, prepare_answer
+from vmforge.credentials import admin_password
+from vmforge.media.build import prepare_answer
 from vmforge.media.iso_inspect import inspect_iso
 from vmforge.media.validate import AnswerFileInvalid, Reference, validate_file
 from vmforge.spec import Overrides, load_spec

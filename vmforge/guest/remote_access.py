@@ -13,6 +13,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from vmforge.credentials import ADMIN_PASSWORD, ADMIN_PASSWORD_NEXT, admin_password
 from vmforge.errors import VmforgeError
 from vmforge.guest.certs import CertificatePair, generate_certificate
 from vmforge.guest.clixml import first_error_line
@@ -28,8 +29,6 @@ from vmforge.state import VmDir, VmState, generate_password
 log = get_logger("guest.remote")
 
 # names of entries in secrets.json (not secrets themselves)
-SECRET_PASSWORD = "admin_password"  # noqa: S105
-SECRET_PASSWORD_NEXT = "admin_password_next"  # noqa: S105 - set while a rotation is under way
 SECRET_WINRM_KEY = "winrm_cert_key"  # noqa: S105
 SECRET_WINRM_CERT = "winrm_cert_pem"  # noqa: S105
 SECRET_SSH_KEY = "ssh_private_key"  # noqa: S105
@@ -41,13 +40,6 @@ _SOURCES = {AddressSource.LEASE: 0, AddressSource.AGENT: 1, AddressSource.ARP: 2
 
 
 # -- credentials and keys ---------------------------------------------------------------------------
-
-
-def admin_password(spec: Spec, vmdir: VmDir) -> str:
-    given = spec.windows.password.get_secret_value()
-    if given != "generate":
-        return given
-    return vmdir.secret(SECRET_PASSWORD, generate_password)
 
 
 def winrm_certificate(vmdir: VmDir, common_name: str) -> CertificatePair:
@@ -93,21 +85,21 @@ def rotate_admin_password(spec: Spec, vmdir: VmDir, transport: GuestTransport, *
     check_rotatable(spec)
     admin_password(spec, vmdir)  # make sure the current one is recorded
     values = vmdir.load_secrets()
-    values[SECRET_PASSWORD_NEXT] = generate_password()
+    values[ADMIN_PASSWORD_NEXT] = generate_password()
     vmdir.save_secrets(values)
     script = render_script("set-password", user=spec.windows.admin_user)
     result = transport.run(
-        WindowsAdapter().script_argv(script), stdin=(values[SECRET_PASSWORD_NEXT] + "\r\n").encode(), timeout=timeout
+        WindowsAdapter().script_argv(script), stdin=(values[ADMIN_PASSWORD_NEXT] + "\r\n").encode(), timeout=timeout
     )
     values = vmdir.load_secrets()
     if result.rc != 0:
-        values.pop(SECRET_PASSWORD_NEXT, None)
+        values.pop(ADMIN_PASSWORD_NEXT, None)
         vmdir.save_secrets(values)
         raise GuestError(
             f"the guest refused the new password for {spec.windows.admin_user!r}: {first_error_line(result.stderr)}",
             hint="the old password stays valid; check the account on the guest",
         )
-    values[SECRET_PASSWORD] = values.pop(SECRET_PASSWORD_NEXT)
+    values[ADMIN_PASSWORD] = values.pop(ADMIN_PASSWORD_NEXT)
     vmdir.save_secrets(values)
 
 

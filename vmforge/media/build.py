@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from vmforge.credentials import admin_password
 from vmforge.errors import SpecError, VmforgeError
-from vmforge.logs import register_secret
 from vmforge.media.answer import ANSWER_DIR, BOOTSTRAP_SCRIPT, RenderedAnswer, render_answer
 from vmforge.media.answer_iso import DEFAULT_EPOCH, AnswerMedia, inputs_digest, write_answer_iso, write_answer_media
 from vmforge.media.bootstrap import render_bootstrap
@@ -19,10 +19,9 @@ from vmforge.media.validate import AnswerFileInvalid, Report, validate_bytes
 from vmforge.media.virtio_win import winpe_drivers
 from vmforge.plan import Plan, resolve_plan
 from vmforge.spec import DiskBus, Spec
-from vmforge.state import VmDir, generate_password
+from vmforge.state import VmDir
 from vmforge.ui import Reporter
 
-PASSWORD_SECRET = "windows_password"  # noqa: S105 - the key in secrets.json, not a password
 WINPE_DRIVER_DIR = "$WinPEDriver$"
 BUSES_NEEDING_DRIVERS = frozenset({DiskBus.VIRTIO.value, DiskBus.SCSI.value})
 
@@ -42,15 +41,6 @@ def inspect_for(spec: Spec) -> IsoInspection:
             hint='set windows.iso = "/path/to/Win11.iso" (or --set windows.iso=...)',
         )
     return inspect_spec_iso(spec.windows.iso, spec.windows.iso_sha256)
-
-
-def admin_password(spec: Spec, vm_dir: VmDir) -> str:
-    """The spec's password, or the VM's generated one (kept in its 0600 secrets file)."""
-    value = spec.windows.password.get_secret_value()
-    if value != "generate":
-        register_secret(value)
-        return value
-    return vm_dir.secret(PASSWORD_SECRET, generate_password)
 
 
 def prepare_answer(spec: Spec, password: str, inspection: IsoInspection | None = None) -> Prepared:
