@@ -24,7 +24,6 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -105,15 +104,25 @@ def _run(argv: Sequence[str], *, cwd: Path | None = None, what: str) -> str:
 
 
 # -- what goes in (the cache key) -------------------------------------------------------------
-def _candidate(package: str) -> str:
-    text = _run(["apt-cache", "policy", package], what=f"looking up {package}")
-    match = re.search(r"^\s*Candidate:\s*(\S+)", text, re.MULTILINE)
-    if match is None or match.group(1) == "(none)":
-        raise VmforgeError(
-            f"Debian package {package} has no installable version here",
-            hint="run 'apt-get update' (the probe image is built from Debian packages)",
-        )
-    return match.group(1)
+def _candidates(packages: Sequence[str]) -> dict[str, str]:
+    """The version apt would install now, per package (one apt-cache call)."""
+    text = _run(["apt-cache", "policy", *packages], what="looking up the probe's packages")
+    found: dict[str, str] = {}
+    current = ""
+    for line in text.splitlines():
+        if line and not line[0].isspace() and line.endswith(":"):
+            current = line[:-1]
+        else:
+            match = re.match(r"\s*Candidate:\s*(\S+)", line)
+            if match and current and match.group(1) != "(none)":
+                found[current] = match.group(1)
+    for package in packages:
+        if package not in found:
+            raise VmforgeError(
+                f"Debian package {package} has no installable version here",
+                hint="run 'apt-get update' (the probe image is built from Debian packages)",
+            )
+    return {package: found[package] for package in packages}
 
 
 def _kernel_package() -> str:
@@ -154,7 +163,7 @@ def resolve_inputs() -> dict[str, Any]:
     kernel = _kernel_package()
     return {
         "format": FORMAT,
-        "packages": {pkg: _candidate(pkg) for pkg in (kernel, BUSYBOX, AGENT)},
+        "packages": _candidates([kernel, BUSYBOX, AGENT]),
         "kernel_package": kernel,
         "host_libraries": _host_library_versions(),
         "modules": list(MODULES),
@@ -217,8 +226,8 @@ def ldd_paths(binary: Path) -> list[Path]:
     """Absolute paths of the shared objects (and loader) ``binary`` needs, resolved on this host."""
     text = _run(["ldd", str(binary)], what=f"listing libraries of {binary.name}")
     found: list[Path] = []
-    for line in text.splitlines():
-        line = line.strip()
+    for raw in text.splitlines():
+        line = raw.strip()
         if "=>" in line:
             target = line.split("=>", 1)[1].strip().split(" ", 1)[0]
             if target == "not":
@@ -366,7 +375,7 @@ def ensure_probe_image(cache_root: Path | None = None, inputs: dict[str, Any] | 
             staged = work / key
             manifest = _build(inputs, work, staged)
             (staged / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-            os.rename(staged, entry)
+            staged.rename(entry)
     image = _load(entry)
     if image is None:
         raise VmforgeError(f"the probe image at {entry} did not verify right after it was built")
