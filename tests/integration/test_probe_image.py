@@ -22,7 +22,9 @@ pytestmark = pytest.mark.integration
 
 def initramfs_listing(image: ProbeImage) -> list[str]:
     raw = gzip.decompress(image.initrd.read_bytes())
-    return subprocess.run(["cpio", "-it", "--quiet"], input=raw, capture_output=True, check=True).stdout.decode().split()
+    return (
+        subprocess.run(["cpio", "-it", "--quiet"], input=raw, capture_output=True, check=True).stdout.decode().split()
+    )
 
 
 def extract(image: ProbeImage, member: str, dest: Path) -> bytes:

@@ -17,6 +17,7 @@ import click
 
 from vmforge import __version__
 from vmforge.cli.common import VmforgeGroup, print_json
+from vmforge.cli.guest_cmd import guest
 from vmforge.cli.spec_cmd import spec
 from vmforge.cli.vm_cmd import list_vms
 from vmforge.errors import VmforgeError
@@ -45,6 +46,7 @@ def cli(debug: bool) -> None:
 
 cli.add_command(spec)
 cli.add_command(list_vms)
+cli.add_command(guest)
 
 
 def _report(message: str, hint: str | None, code: int, as_json: bool, extra: dict[str, Any] | None = None) -> None:
