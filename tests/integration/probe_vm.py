@@ -21,6 +21,7 @@ import pytest
 from vmforge import paths
 from vmforge.guest.agent import AgentTransport
 from vmforge.guest.agent_channel import UnixSocketChannel
+from vmforge.guest.console import follow_log_file
 from vmforge.guest.phases import PhaseEvent, PhaseReader
 from vmforge.probe.image import ProbeImage, ensure_probe_image
 
@@ -48,11 +49,7 @@ class ProbeVm:
 
     def phases(self) -> list[PhaseEvent]:
         """Feed what the serial log gained since the last call; all events so far."""
-        with self.serial_log.open("rb") as log:
-            log.seek(self._offset)
-            data = log.read()
-        self._offset += len(data)
-        self.reader.feed(data)
+        self._offset = follow_log_file(self.serial_log, self.reader, self._offset)
         return list(self.reader.events)
 
     def wait_phase(self, phase: str, timeout: float, after_boot: int = -1) -> PhaseEvent:
