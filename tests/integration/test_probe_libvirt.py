@@ -91,7 +91,7 @@ def running(probe_image: ProbeImage, image_dir: Path) -> Iterator[Running]:  # n
         conn.close()
 
 
-def test_console_phases_and_agent_over_libvirt(running: Running) -> None:
+def test_console_phases_and_agent_over_libvirt(running: Running, tmp_path: Path) -> None:
     with follow_console(running.conn, running.dom) as console:
         started = time.monotonic()
         running.dom.resume()
@@ -107,7 +107,7 @@ def test_console_phases_and_agent_over_libvirt(running: Running) -> None:
         result = transport.run(["sh", "-c", "echo hello; exit 5"], timeout=30)
         assert (result.rc, result.stdout) == (5, b"hello\n")
         with pytest.raises(GuestCommandError, match="refused guest-file-open"):
-            transport.get_file("/no/such/file", Path("/dev/null"))
+            transport.get_file("/no/such/file", tmp_path / "never")
 
         guest = Guest(transport)
         assert guest.adapter.family == "linux"

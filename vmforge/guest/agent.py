@@ -166,12 +166,21 @@ class AgentTransport(GuestTransport):
         return written
 
     def get_file(self, remote: str, local: Path) -> int:
-        handle = self._cmd("guest-file-open", {"path": remote, "mode": "rb"})
         partial = local.with_name(f".{local.name}.vmforge-part")
+        try:
+            sink = partial.open("wb")
+        except OSError as exc:
+            raise GuestError(f"cannot write {local}: {exc.strerror}") from None
         received = 0
         done = False
         try:
-            with partial.open("wb") as sink:
+            handle = self._cmd("guest-file-open", {"path": remote, "mode": "rb"})
+        except BaseException:
+            sink.close()
+            partial.unlink(missing_ok=True)
+            raise
+        try:
+            with sink:
                 while True:
                     reply = self._cmd(
                         "guest-file-read", {"handle": handle, "count": self.chunk_size}, timeout=self.file_timeout
