@@ -25,7 +25,7 @@ from vmforge.guest.agent import AgentTransport
 from vmforge.guest.agent_channel import UnixSocketChannel
 from vmforge.guest.os_linux import LinuxAdapter
 from vmforge.guest.session import Guest
-from vmforge.guest.transport import GuestTimeout, GuestUnreachable
+from vmforge.guest.transport import GuestCommandError, GuestError, GuestTimeout, GuestUnreachable
 
 pytestmark = pytest.mark.integration
 
@@ -93,6 +93,15 @@ def test_missing_program_is_a_refusal_not_a_success(host_agent: HostAgent) -> No
     with pytest.raises(Exception, match="guest-exec") as info:
         transport.run(["/nonexistent/vmforge-probe-binary"], timeout=20)
     assert "refused" in str(info.value)
+
+
+def test_missing_remote_file_is_refused_and_leaves_nothing(host_agent: HostAgent, tmp_path: Path) -> None:
+    transport = transport_for(host_agent)
+    with pytest.raises(GuestCommandError, match="refused guest-file-open"):
+        transport.get_file(str(tmp_path / "absent"), tmp_path / "local")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["qga-state", "qga.sock", "work"]
+    with pytest.raises(GuestError, match="cannot write"):
+        transport.get_file("/etc/hostname", tmp_path / "no-such-dir" / "x")
 
 
 def test_large_output_arrives_whole(host_agent: HostAgent) -> None:

@@ -23,6 +23,7 @@ from vmforge.cli.destroy_cmd import destroy
 from vmforge.cli.doctor_cmd import doctor
 from vmforge.cli.domain_cmd import domain
 from vmforge.cli.gpu_cmd import gpu
+from vmforge.cli.guest_cmd import guest
 from vmforge.cli.iso_cmd import iso
 from vmforge.cli.media_cmd import media
 from vmforge.cli.remote_cmd import remote
@@ -63,6 +64,7 @@ cli.add_command(gpu)
 cli.add_command(channel)
 cli.add_command(doctor)
 cli.add_command(remote)
+cli.add_command(guest)
 
 
 def _report(message: str, hint: str | None, code: int, as_json: bool, extra: dict[str, Any] | None = None) -> None:

@@ -3,8 +3,13 @@
 Every agent command has an explicit timeout; waits poll with a bounded, jittered exponential
 backoff (clock, sleep and random source injectable); files move in base64 chunks of
 :data:`CHUNK_SIZE` bytes, far below the agent's limits (qemu-ga reads at most 48 MiB per
-``guest-file-read`` and caps captured output at 16 MiB); ``capture-output`` is sent as the plain
-boolean every qemu-ga version accepts.
+``guest-file-read`` and caps captured output at 16 MiB; libvirt is tighter, see below);
+``capture-output`` is sent as the plain boolean every qemu-ga version accepts.
+
+Chunk size, measured here (libvirt 9.0, QEMU 7.2, TCG): through ``qemuAgentCommand`` a
+``guest-file-write`` of 128 KiB (175 KB of JSON) works and one of 192 KiB never gets an answer
+(libvirt then reports the agent "not available for now"), while QEMU's own socket takes 1 MiB.
+64 KiB keeps every request under 90 KB of JSON.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from vmforge.logs import get_logger
 
 log = get_logger("guest.agent")
 
-CHUNK_SIZE = 1024 * 1024
+CHUNK_SIZE = 64 * 1024
 
 
 def backoff(
@@ -161,12 +166,21 @@ class AgentTransport(GuestTransport):
         return written
 
     def get_file(self, remote: str, local: Path) -> int:
-        handle = self._cmd("guest-file-open", {"path": remote, "mode": "rb"})
         partial = local.with_name(f".{local.name}.vmforge-part")
+        try:
+            sink = partial.open("wb")
+        except OSError as exc:
+            raise GuestError(f"cannot write {local}: {exc.strerror}") from None
         received = 0
         done = False
         try:
-            with partial.open("wb") as sink:
+            handle = self._cmd("guest-file-open", {"path": remote, "mode": "rb"})
+        except BaseException:
+            sink.close()
+            partial.unlink(missing_ok=True)
+            raise
+        try:
+            with sink:
                 while True:
                     reply = self._cmd(
                         "guest-file-read", {"handle": handle, "count": self.chunk_size}, timeout=self.file_timeout

@@ -29,6 +29,7 @@ from typing import Any
 
 import libvirt
 
+from vmforge.errors import VmforgeError
 from vmforge.guest.transport import GuestCommandError, GuestTimeout, GuestUnreachable
 from vmforge.logs import get_logger
 
@@ -238,6 +239,9 @@ class LibvirtAgentChannel(AgentChannel):
                 raise GuestUnreachable(
                     f"cannot reach domain {self.domain_name}: {(exc.get_error_message() or str(exc)).strip()}"
                 ) from None
+            except VmforgeError as exc:  # the daemon is down (restarting): worth retrying
+                self.reset()
+                raise GuestUnreachable(f"cannot reach domain {self.domain_name}: {exc.message}") from None
         return self._dom
 
     def command(self, execute: str, arguments: dict[str, Any] | None, timeout: float) -> Any:

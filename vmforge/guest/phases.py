@@ -39,7 +39,7 @@ WINDOWS_PHASES = (
     "postinstall-done",
 )
 # Phases the probe guest's init prints.
-PROBE_PHASES = ("probe-init", "probe-modules", "probe-agent", "probe-media", "probe-disk", "probe-ready")
+PROBE_PHASES = ("probe-init", "probe-modules", "probe-media", "probe-disk", "probe-ready", "probe-agent")
 BOOT_PHASES = frozenset({"pe-start", "probe-init"})
 
 _PHASE_RE = re.compile(r"[a-z][a-z0-9-]{0,63}")

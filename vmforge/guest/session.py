@@ -20,7 +20,6 @@ from vmforge.guest.transport import (
     GuestError,
     GuestTimeout,
     GuestTransport,
-    GuestUnreachable,
     OsInfo,
 )
 
@@ -126,8 +125,10 @@ class Guest:
             self.transport.wait_ready(deadline)
             try:
                 now = self.boot_id()
-            except GuestUnreachable:
-                now = before  # went down between ping and exec: keep waiting
+            except GuestError:
+                # Went down between ping and exec, or the new agent does not know the old
+                # agent's exec pid ("Invalid parameter 'pid'"): not up yet, keep waiting.
+                now = before
             if now != before:
                 return now
             if self._clock() >= deadline:

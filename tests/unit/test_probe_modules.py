@@ -1,0 +1,53 @@
+"""Module load order from modules.dep (the shape busybox depmod writes for Debian's kernel)."""
+
+from __future__ import annotations
+
+import pytest
+
+from vmforge.errors import VmforgeError
+from vmforge.probe.image import load_order, module_name, parse_modules_dep
+
+# Lines as busybox depmod wrote them for linux-image-6.1.0-56-amd64.
+MODULES_DEP = """\
+kernel/drivers/virtio/virtio_ring.ko:
+kernel/drivers/virtio/virtio.ko: kernel/drivers/virtio/virtio_ring.ko
+kernel/drivers/virtio/virtio_pci_modern_dev.ko:
+kernel/drivers/virtio/virtio_pci_legacy_dev.ko:
+kernel/drivers/virtio/virtio_pci.ko: kernel/drivers/virtio/virtio_pci_modern_dev.ko \
+kernel/drivers/virtio/virtio_pci_legacy_dev.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
+kernel/drivers/char/virtio_console.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
+kernel/drivers/scsi/scsi_common.ko:
+kernel/drivers/scsi/scsi_mod.ko: kernel/drivers/scsi/scsi_common.ko
+kernel/drivers/cdrom/cdrom.ko:
+kernel/drivers/scsi/sr_mod.ko: kernel/drivers/scsi/scsi_mod.ko kernel/drivers/cdrom/cdrom.ko \
+kernel/drivers/scsi/scsi_common.ko
+kernel/lib/crc-itu-t.ko:
+kernel/fs/udf/udf.ko: kernel/drivers/cdrom/cdrom.ko kernel/lib/crc-itu-t.ko
+"""
+
+
+def test_dependencies_load_first_and_once() -> None:
+    deps = parse_modules_dep(MODULES_DEP)
+    order = load_order(deps, ["virtio_pci", "virtio_console", "sr_mod", "udf"])
+    names = [module_name(p) for p in order]
+    assert len(names) == len(set(names))
+    for module, needs in deps.items():
+        if module in order:
+            for dep in needs:
+                assert order.index(dep) < order.index(module), (dep, module)
+    assert names[-1] == "udf"
+    assert "crc_itu_t" in names  # dash and underscore are the same module name
+
+
+def test_unknown_module_is_an_error() -> None:
+    with pytest.raises(VmforgeError, match="not in the kernel package"):
+        load_order(parse_modules_dep(MODULES_DEP), ["ahci"])
+
+
+def test_dependency_loop_is_an_error() -> None:
+    with pytest.raises(VmforgeError, match="loop"):
+        load_order({"a.ko": ["b.ko"], "b.ko": ["a.ko"]}, ["a"])
+
+
+def test_module_name_strips_compression_suffixes() -> None:
+    assert module_name("kernel/lib/crc-itu-t.ko.xz") == "crc_itu_t"

@@ -1,0 +1,382 @@
+"""Build (once) and cache the probe guest: a Debian kernel plus a busybox + qemu-ga initramfs.
+
+Everything comes from Debian packages fetched with ``apt-get download`` (no other network):
+
+- ``linux-image-amd64`` (the generic kernel; the cloud flavour lacks AHCI, so it cannot see q35's
+  SATA CD-ROMs).  Only the modules the probe loads go into the initramfs, listed in
+  ``/etc/vmforge/modules`` in dependency order, worked out from the ``modules.dep`` that
+  busybox's depmod writes for the unpacked kernel.
+- ``busybox-static`` for init, sh and every tool; ``qemu-guest-agent``'s ``qemu-ga`` plus the
+  shared libraries ``ldd`` lists (taken from the host, whose library packages are part of the
+  cache key).
+- templates/probe/: the init scripts (real shell files for busybox sh).
+
+The result lives in ``cache_home()/probe/<key>/`` where the key hashes the package versions, the
+host library versions and the init files: a new kernel or an edited script gives a new key.  The
+cache is built in a temporary folder beside it and renamed into place (atomic), under a lock
+file (concurrent builds wait, then reuse), and every hit is checked against the manifest's
+SHA-256s (a damaged entry is rebuilt).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vmforge import paths
+from vmforge.errors import CommandFailed, VmforgeError
+from vmforge.logs import get_logger
+from vmforge.probe import cpio
+from vmforge.resources import DataFolder, data_dir
+
+log = get_logger("probe.image")
+
+FORMAT = 1  # bump when the image layout changes without a package or script change
+KERNEL_META = "linux-image-amd64"
+BUSYBOX = "busybox-static"
+AGENT = "qemu-guest-agent"
+AGENT_BINARY = "usr/sbin/qemu-ga"
+# What the probe needs from the kernel; their dependencies come from modules.dep.
+MODULES = (
+    "virtio_pci",
+    "virtio_console",
+    "virtio_blk",
+    "ahci",
+    "sr_mod",
+    "isofs",
+    "udf",
+    "crc32c_generic",
+    "ext4",
+)
+INIT_FILES = {  # templates/probe/<name> -> path in the initramfs, mode
+    "inittab": ("etc/inittab", 0o644),
+    "probe-init": ("etc/vmforge/probe-init", 0o755),
+    "run-agent": ("etc/vmforge/run-agent", 0o755),
+    "probe-shutdown": ("etc/vmforge/probe-shutdown", 0o755),
+    "vmforge-phase": ("usr/bin/vmforge-phase", 0o755),
+    "os-release": ("etc/os-release", 0o644),
+}
+# panic=-1: a kernel panic reboots at once (QEMU with -no-reboot then exits) instead of hanging.
+CMDLINE = "console=ttyS0 panic=-1 loglevel=4"
+COMMAND_TIMEOUT = 600
+
+
+@dataclass(frozen=True)
+class ProbeImage:
+    key: str
+    kernel: Path
+    initrd: Path
+    cmdline: str
+    manifest: dict[str, Any]
+
+    def cmdline_with(self, *extra: str) -> str:
+        return " ".join((self.cmdline, *extra))
+
+
+def _run(argv: Sequence[str], *, cwd: Path | None = None, what: str) -> str:
+    try:
+        proc = subprocess.run(list(argv), cwd=cwd, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False)
+    except FileNotFoundError:
+        raise CommandFailed(
+            f"{what}: {argv[0]} is not installed", hint="run scripts/setup-host (Debian 12 host tools)"
+        ) from None
+    except subprocess.TimeoutExpired:
+        raise CommandFailed(f"{what}: {argv[0]} did not finish within {COMMAND_TIMEOUT}s") from None
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise CommandFailed(
+            f"{what} failed: {' '.join(argv[:3])} exited {proc.returncode}: {' / '.join(tail)}",
+            hint="the probe image is built from Debian packages: check 'apt-get update' and the mirror",
+            returncode=proc.returncode,
+            output=proc.stdout + proc.stderr,
+        )
+    return proc.stdout
+
+
+# -- what goes in (the cache key) -------------------------------------------------------------
+def _candidates(packages: Sequence[str]) -> dict[str, str]:
+    """The version apt would install now, per package (one apt-cache call)."""
+    text = _run(["apt-cache", "policy", *packages], what="looking up the probe's packages")
+    found: dict[str, str] = {}
+    current = ""
+    for line in text.splitlines():
+        if line and not line[0].isspace() and line.endswith(":"):
+            current = line[:-1]
+        else:
+            match = re.match(r"\s*Candidate:\s*(\S+)", line)
+            if match and current and match.group(1) != "(none)":
+                found[current] = match.group(1)
+    for package in packages:
+        if package not in found:
+            raise VmforgeError(
+                f"Debian package {package} has no installable version here",
+                hint="run 'apt-get update' (the probe image is built from Debian packages)",
+            )
+    return {package: found[package] for package in packages}
+
+
+def _kernel_package() -> str:
+    text = _run(["apt-cache", "depends", KERNEL_META], what=f"resolving {KERNEL_META}")
+    match = re.search(r"Depends:\s*(linux-image-\S+)", text)
+    if match is None:
+        raise VmforgeError(f"cannot tell which kernel {KERNEL_META} stands for", hint="run 'apt-get update'")
+    return match.group(1)
+
+
+def _host_library_versions() -> dict[str, str]:
+    """Installed versions of the library packages qemu-ga links against (copied from the host)."""
+    text = _run(
+        ["apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests", "--no-conflicts",
+         "--no-breaks", "--no-replaces", "--no-enhances", "--no-pre-depends", AGENT],
+        what=f"listing {AGENT}'s libraries",
+    )  # fmt: skip
+    names = sorted({line.strip() for line in text.splitlines() if re.fullmatch(r"lib[\w.+-]+", line.strip())})
+    if not names:
+        return {}
+    proc = subprocess.run(
+        ["dpkg-query", "-W", "-f", "${Package} ${Version}\\n", *names],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )  # missing packages only make dpkg-query exit 1; the installed ones are still listed
+    return dict(line.split(" ", 1) for line in proc.stdout.splitlines() if " " in line)
+
+
+def _init_files() -> dict[str, bytes]:
+    folder = data_dir(DataFolder.TEMPLATES) / "probe"
+    return {name: (folder / name).read_bytes() for name in INIT_FILES}
+
+
+def resolve_inputs() -> dict[str, Any]:
+    """Everything the image is made of, as data; the cache key is its hash."""
+    kernel = _kernel_package()
+    return {
+        "format": FORMAT,
+        "packages": _candidates([kernel, BUSYBOX, AGENT]),
+        "kernel_package": kernel,
+        "host_libraries": _host_library_versions(),
+        "modules": list(MODULES),
+        "init_files": {name: hashlib.sha256(data).hexdigest() for name, data in _init_files().items()},
+        "cmdline": CMDLINE,
+    }
+
+
+def cache_key(inputs: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:20]
+
+
+# -- modules ----------------------------------------------------------------------------------
+def parse_modules_dep(text: str) -> dict[str, list[str]]:
+    """``modules.dep`` as {module path: [dependency paths]} (paths relative to the release dir)."""
+    deps: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        module, sep, rest = line.partition(":")
+        if sep:
+            deps[module.strip()] = rest.split()
+    return deps
+
+
+def module_name(path: str) -> str:
+    base = path.rsplit("/", 1)[-1]
+    for suffix in (".ko.xz", ".ko.zst", ".ko.gz", ".ko"):
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+            break
+    return base.replace("-", "_")
+
+
+def load_order(deps: dict[str, list[str]], wanted: Sequence[str]) -> list[str]:
+    """Module paths to insmod, each after everything it depends on."""
+    by_name = {module_name(path): path for path in deps}
+    order: list[str] = []
+    visiting: set[str] = set()
+
+    def visit(path: str) -> None:
+        if path in order:
+            return
+        if path in visiting:
+            raise VmforgeError(f"modules.dep has a dependency loop at {path}")
+        visiting.add(path)
+        for dep in deps.get(path, []):
+            visit(dep)
+        visiting.discard(path)
+        order.append(path)
+
+    for name in wanted:
+        path = by_name.get(name.replace("-", "_"))
+        if path is None:
+            raise VmforgeError(f"kernel module {name} is not in the kernel package", hint="is it built in, or renamed?")
+        visit(path)
+    return order
+
+
+# -- shared libraries -------------------------------------------------------------------------
+def ldd_paths(binary: Path) -> list[Path]:
+    """Absolute paths of the shared objects (and loader) ``binary`` needs, resolved on this host."""
+    text = _run(["ldd", str(binary)], what=f"listing libraries of {binary.name}")
+    found: list[Path] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if "=>" in line:
+            target = line.split("=>", 1)[1].strip().split(" ", 1)[0]
+            if target == "not":
+                raise VmforgeError(
+                    f"{binary.name} needs a library this host lacks: {line}", hint="run scripts/setup-host"
+                )
+        else:
+            target = line.split(" ", 1)[0]
+        if target.startswith("/"):
+            found.append(Path(target))
+    return found
+
+
+# -- building ---------------------------------------------------------------------------------
+def _entries_for_tree(entries: dict[str, cpio.Entry]) -> list[cpio.Entry]:
+    """Add every parent directory the entries need."""
+    result = dict(entries)
+    for name in list(entries):
+        parts = name.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            parent = "/".join(parts[:i])
+            result.setdefault(parent, cpio.directory(parent))
+    return list(result.values())
+
+
+def _build(inputs: dict[str, Any], work: Path, out: Path) -> dict[str, Any]:
+    debs = work / "debs"
+    root = work / "root"
+    debs.mkdir()
+    root.mkdir()
+    specs = [f"{pkg}={version}" for pkg, version in inputs["packages"].items()]
+    _run(["apt-get", "download", "-q", *specs], cwd=debs, what="downloading the probe's Debian packages")
+    for deb in sorted(debs.glob("*.deb")):
+        _run(["dpkg-deb", "-x", str(deb), str(root)], what=f"unpacking {deb.name}")
+
+    busybox = root / "bin" / "busybox"
+    vmlinuz = sorted((root / "boot").glob("vmlinuz-*"))
+    if not vmlinuz or not busybox.is_file():
+        raise VmforgeError("the downloaded packages lack a kernel or busybox", hint="report this with the package list")
+    release = vmlinuz[0].name.removeprefix("vmlinuz-")
+    _run([str(busybox), "depmod", "-b", str(root), release], what="computing kernel module dependencies")
+    module_root = root / "lib" / "modules" / release
+    deps = parse_modules_dep((module_root / "modules.dep").read_text())
+    order = load_order(deps, MODULES)
+
+    entries: dict[str, cpio.Entry] = {}
+
+    def add(entry: cpio.Entry) -> None:
+        entries[entry.name] = entry
+
+    add(cpio.regular("bin/busybox", busybox.read_bytes(), 0o755))
+    for applet in _run([str(busybox), "--list-full"], what="listing busybox applets").split():
+        if applet != "bin/busybox":
+            depth = applet.count("/")
+            add(cpio.symlink(applet, "../" * depth + "bin/busybox"))
+    add(cpio.symlink("init", "bin/busybox"))
+    for folder in ("dev", "proc", "sys", "run", "tmp", "media", "mnt", "root", "var"):
+        add(cpio.directory(folder))
+    add(cpio.char_device("dev/console", 5, 1))
+    for name, data in _init_files().items():
+        target, mode = INIT_FILES[name]
+        add(cpio.regular(target, data, mode))
+
+    for rel in order:
+        add(cpio.regular(f"lib/modules/{release}/{rel}", (module_root / rel).read_bytes()))
+    dep_lines = [f"{rel}: {' '.join(deps[rel])}" for rel in order]
+    add(cpio.regular(f"lib/modules/{release}/modules.dep", ("\n".join(dep_lines) + "\n").encode()))
+    add(cpio.regular("etc/vmforge/modules", ("\n".join(order) + "\n").encode()))
+
+    agent = root / AGENT_BINARY
+    add(cpio.regular(AGENT_BINARY, agent.read_bytes(), 0o755))
+    libraries = ldd_paths(agent)
+    for library in libraries:
+        add(cpio.regular(str(library).lstrip("/"), library.resolve().read_bytes(), 0o755))
+
+    out.mkdir()
+    kernel = out / "vmlinuz"
+    initrd = out / "initrd.img"
+    shutil.copyfile(vmlinuz[0], kernel)
+    cpio.write_initramfs(initrd, _entries_for_tree(entries))
+    return {
+        "key": out.name,
+        "inputs": inputs,
+        "kernel_release": release,
+        "modules": order,
+        "libraries": [str(p) for p in libraries],
+        "files": {"vmlinuz": _sha256(kernel), "initrd.img": _sha256(initrd)},
+    }
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _load(entry: Path) -> ProbeImage | None:
+    """The cached image at ``entry`` when it is complete and undamaged."""
+    try:
+        manifest = json.loads((entry / "manifest.json").read_text())
+        files = manifest["files"]
+        if any(_sha256(entry / name) != digest for name, digest in files.items()):
+            log.warning("probe image cache %s is damaged; rebuilding it", entry)
+            return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return ProbeImage(manifest["key"], entry / "vmlinuz", entry / "initrd.img", CMDLINE, manifest)
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def probe_cache_dir(cache_root: Path | None = None) -> Path:
+    return (cache_root or paths.cache_home()) / "probe"
+
+
+def ensure_probe_image(cache_root: Path | None = None, inputs: dict[str, Any] | None = None) -> ProbeImage:
+    """The probe image for the packages available now: from the cache, or built (once) into it."""
+    inputs = inputs or resolve_inputs()
+    key = cache_key(inputs)
+    base = probe_cache_dir(cache_root)
+    entry = base / key
+    image = _load(entry)
+    if image is not None:
+        return image
+    base.mkdir(parents=True, exist_ok=True)
+    with _locked(base / f".{key}.lock"):
+        image = _load(entry)  # another process may have built it while we waited
+        if image is not None:
+            return image
+        if entry.exists():
+            shutil.rmtree(entry)
+        log.info("building probe image %s from %s", key, ", ".join(inputs["packages"]))
+        with tempfile.TemporaryDirectory(prefix=f".build-{key}-", dir=base) as tmp:
+            work = Path(tmp)
+            staged = work / key
+            manifest = _build(inputs, work, staged)
+            (staged / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+            staged.rename(entry)
+    image = _load(entry)
+    if image is None:
+        raise VmforgeError(f"the probe image at {entry} did not verify right after it was built")
+    return image
