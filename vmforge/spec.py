@@ -411,7 +411,9 @@ class ExtraPolicy(Section):
     scope: PolicyScope = Field(
         description="'user' (every desktop user and the default profile, under HKCU) or 'machine' (HKLM)."
     )
-    key: str = Field(description="Registry key below HKCU/HKLM, e.g. 'Software\\Policies\\Microsoft\\Windows\\Explorer'.")
+    key: str = Field(
+        description="Registry key below HKCU/HKLM, e.g. 'Software\\Policies\\Microsoft\\Windows\\Explorer'."
+    )
     name: str = Field(description="Value name.")
     kind: PolicyKind = Field(PolicyKind.DWORD, description="'dword' or 'string'.")
     value: int | str = Field(description="The value the guard enforces.")
@@ -470,11 +472,17 @@ class GuardsSection(Section):
         "Root\\MttVDD", description="Hardware id of the indirect display (IDD) device that carries the desktop."
     )
     watchdog_debounce_ms: int = Field(
-        250, ge=1, le=60000, description="Topology watchdog: milliseconds to wait after a display change before re-checking."
+        250,
+        ge=1,
+        le=60000,
+        description="Topology watchdog: milliseconds to wait after a display change before re-checking.",
     )
     watchdog_interval: Duration = Field(5.0, description="Topology watchdog: periodic re-check interval.")
     watchdog_max_failures: int = Field(
-        5, ge=1, le=100, description="Topology watchdog: failed re-applies in a row before the safety valve "
+        5,
+        ge=1,
+        le=100,
+        description="Topology watchdog: failed re-applies in a row before the safety valve "
         "gives the panel back to the desktop (and stops re-applying).",
     )
     user_session_timeout: Duration = Field(
@@ -498,7 +506,9 @@ class GuardsSection(Section):
     def _check_users(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for user in value:
             if not re.fullmatch(r"[^\"/\\\[\]:;|=,+*?<>@]{1,20}", user) or user.strip(" .") != user:
-                raise ValueError(f"{user!r} is not a local Windows account name (1-20 characters, no \"/\\[]:;|=,+*?<>@)")
+                raise ValueError(
+                    f'{user!r} is not a local Windows account name (1-20 characters, no "/\\[]:;|=,+*?<>@)'
+                )
         return value
 
     @field_validator("hidden_settings_pages")
