@@ -175,7 +175,10 @@ def _summary(guard: str, status: Status, items: Sequence[ItemResult], answer: Gu
             return rejected
         edition = next((i for i in items if i.id == "edition"), None)
         if edition is not None and edition.state is ItemState.DIFFERS:
-            return f"edition {edition.found} has no specialized displays (Enterprise, Pro for Workstations or IoT Enterprise needed)"
+            return (
+                f"edition {edition.found} has no specialized displays "
+                "(Enterprise, Pro for Workstations or IoT Enterprise needed)"
+            )
     if guard == "idd-desktop" and status is Status.MISSING:
         return "no IDD device with the configured hardware id; install the IDD package"
     if status is Status.OK:
@@ -206,7 +209,8 @@ def _rejected_calls(answer: GuestAnswer) -> str | None:
         if isinstance(rc, int) and rc != 0:
             name = WIN32_ERRORS.get(rc, "Win32 error")
             return (
-                f"Windows rejected DisplayConfigSetDeviceInfo(SET_MONITOR_SPECIALIZATION) for "
-                f"{call.get('name') or 'the panel'} (target {call.get('target_id')}): {name} ({rc}); {SETTINGS_FALLBACK}"
+                "Windows rejected DisplayConfigSetDeviceInfo(SET_MONITOR_SPECIALIZATION) for "
+                f"{call.get('name') or 'the panel'} (target {call.get('target_id')}): {name} ({rc}); "
+                f"{SETTINGS_FALLBACK}"
             )
     return None

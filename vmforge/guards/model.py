@@ -91,8 +91,8 @@ def parse_answer(stdout: bytes, guard: str) -> GuestAnswer:
     """
     text = stdout.decode("utf-8-sig", "replace")
     document: Any = None
-    for line in reversed(text.splitlines()):
-        line = line.strip()
+    for raw_line in reversed(text.splitlines()):
+        line = raw_line.strip()
         if line.startswith("{"):
             try:
                 document = json.loads(line)
