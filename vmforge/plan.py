@@ -313,7 +313,7 @@ def resolve_guards(spec: Spec, family: WindowsFamily | None) -> GuardsPlan | Non
         for extra in section.extra_policies:
             policies.append(PolicyPlan(extra.scope.value, extra.key, extra.name, extra.kind.value, extra.value))
         ids = [p.id.lower() for p in policies]
-        twice = sorted({i for i in ids if ids.count(i) > 1})
+        twice = [p.id for n, p in enumerate(policies) if p.id.lower() in ids[:n]]
         if twice:
             raise SpecError(
                 f"guards.extra_policies sets {twice[0]} which another policy already sets",

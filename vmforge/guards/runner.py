@@ -15,7 +15,14 @@ from pathlib import Path
 from vmforge.errors import UsageError
 from vmforge.guards.catalog import evaluate, guest_file_bytes
 from vmforge.guards.model import GuardReport, GuardResult, MalformedAnswer, Status, parse_answer, raw_excerpt
-from vmforge.guards.scripts import WINDOWS_LAYOUT, GuestLayout, guard_script, watchdog_script
+from vmforge.guards.scripts import (
+    SESSION_GUARDS,
+    WINDOWS_LAYOUT,
+    GuestLayout,
+    guard_script,
+    session_script,
+    watchdog_script,
+)
 from vmforge.guest.session import Guest
 from vmforge.guest.transport import GuestError
 from vmforge.logs import get_logger
@@ -69,6 +76,8 @@ class GuardRunner:
                 f"creating {self.layout.root} in the guest failed (exit {result.rc})",
                 hint="the guard scripts need an administrator session in the guest",
             )
+        if any(guard in SESSION_GUARDS for guard in self.guards.guards):
+            self._copy_in(guest_file_bytes(session_script()), self.layout.session_script)
         self._prepared = True
 
     def _copy_in(self, data: bytes, remote: str) -> None:

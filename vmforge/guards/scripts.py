@@ -2,13 +2,12 @@
 
 Values enter the scripts only as PowerShell literals: strings through
 :func:`vmforge.guest.os_windows.ps_literal`, numbers as digits, booleans as ``$true``/``$false``.
-The user-session half (``display-session.ps1``) travels inside the session-0 script as base64,
-so no quoting or here-string nesting is involved.
+The user-session half (``display-session.ps1``, with the C# display helper) is copied into the
+guest once and started by the session-0 scripts through a scheduled task.
 """
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -18,6 +17,7 @@ from vmforge.templating import render_template
 
 FOLDER = "guest/windows/guards"
 MODES = ("check", "enforce")
+SESSION_GUARDS = ("idd-desktop", "specialized-panel")  # need display-session.ps1 in the guest
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,10 @@ class GuestLayout:
     @property
     def watchdog_script(self) -> str:
         return f"{self.root}{self.sep}watchdog.ps1"
+
+    @property
+    def session_script(self) -> str:
+        return f"{self.root}{self.sep}display-session.ps1"
 
     @property
     def state_dir(self) -> str:
@@ -61,12 +65,9 @@ def render(name: str, **context: object) -> str:
     return render_template(f"{FOLDER}/{name}.ps1", **context)
 
 
-def session_body(action: str) -> str:
-    return render("display-session", action=ps_literal(action))
-
-
-def _body(action: str) -> str:
-    return ps_literal(base64.b64encode(session_body(action).encode("utf-8")).decode("ascii"))
+def session_script() -> str:
+    """The user-session half of idd-desktop and specialized-panel (no values rendered in)."""
+    return render("display-session")
 
 
 def _check_mode(mode: str) -> None:
@@ -96,7 +97,7 @@ def policies_script(plan: GuardsPlan, mode: str) -> str:
     )
 
 
-def idd_desktop_script(plan: GuardsPlan, mode: str) -> str:
+def idd_desktop_script(plan: GuardsPlan, mode: str, layout: GuestLayout = WINDOWS_LAYOUT) -> str:
     _check_mode(mode)
     return render(
         "idd-desktop",
@@ -104,12 +105,11 @@ def idd_desktop_script(plan: GuardsPlan, mode: str) -> str:
         hardware_id=ps_literal(plan.idd_hardware_id),
         users=ps_list(plan.desktop_users),
         session_timeout=plan.user_session_timeout_s,
-        body_read=_body("read"),
-        body_attach=_body("attach"),
+        session_script=ps_literal(layout.session_script),
     )
 
 
-def specialized_panel_script(plan: GuardsPlan, mode: str) -> str:
+def specialized_panel_script(plan: GuardsPlan, mode: str, layout: GuestLayout = WINDOWS_LAYOUT) -> str:
     _check_mode(mode)
     return render(
         "specialized-panel",
@@ -119,8 +119,7 @@ def specialized_panel_script(plan: GuardsPlan, mode: str) -> str:
         session_timeout=plan.user_session_timeout_s,
         editions=ps_list(SPECIALIZED_EDITION_IDS),
         minimum_build=SPECIALIZED_MIN_BUILD,
-        body_read=_body("read"),
-        body_specialize=_body("specialize"),
+        session_script=ps_literal(layout.session_script),
     )
 
 
@@ -163,9 +162,9 @@ def guard_script(guard: str, plan: GuardsPlan, mode: str, layout: GuestLayout = 
     if guard == "policies":
         return policies_script(plan, mode)
     if guard == "idd-desktop":
-        return idd_desktop_script(plan, mode)
+        return idd_desktop_script(plan, mode, layout)
     if guard == "specialized-panel":
-        return specialized_panel_script(plan, mode)
+        return specialized_panel_script(plan, mode, layout)
     if guard == "topology-watchdog":
         return watchdog_task_script(plan, mode, layout)
     raise ValueError(f"unknown guard {guard!r}")

@@ -15,22 +15,19 @@ function Find-DesktopSession([string[]]$Users) {
     return $null
 }
 
-function Invoke-UserSession([string[]]$Users, [string]$BodyBase64, [int]$TimeoutSeconds, [string]$IddInstance) {
+function Invoke-UserSession([string[]]$Users, [string]$Action, [int]$TimeoutSeconds, [string]$IddInstance) {
     $user = Find-DesktopSession $Users
     if ($null -eq $user) {
         $script:SessionWhy = "no desktop session of $($Users -join ', ') is open to ask"
         return $null
     }
-    $dir = Join-Path $env:ProgramData 'vmforge\guards\session'
+    $dir = Join-Path (Split-Path -Parent $SessionScript) 'session'
     New-Item -ItemType Directory -Force -Path $dir | Out-Null
     & icacls.exe $dir /grant '*S-1-5-32-545:(OI)(CI)M' | Out-Null
     $id = [guid]::NewGuid().ToString('N')
-    $scriptPath = Join-Path $dir "$id.ps1"
     $outPath = Join-Path $dir "$id.json"
-    $body = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($BodyBase64))
-    [IO.File]::WriteAllText($scriptPath, $body, (New-Object Text.UTF8Encoding($true)))
     $taskName = "guard-session-$id"
-    $arguments = "-NoProfile -NonInteractive -ExecutionPolicy Bypass -WindowStyle Hidden -File `"$scriptPath`" -OutFile `"$outPath`" -IddInstance `"$IddInstance`""
+    $arguments = "-NoProfile -NonInteractive -ExecutionPolicy Bypass -WindowStyle Hidden -File `"$SessionScript`" -OutFile `"$outPath`" -IddInstance `"$IddInstance`" -Action $Action"
     $action = New-ScheduledTaskAction -Execute 'powershell.exe' -Argument $arguments
     $principal = New-ScheduledTaskPrincipal -UserId $user -LogonType Interactive -RunLevel Highest
     Register-ScheduledTask -TaskName $taskName -TaskPath '\vmforge\' -Action $action -Principal $principal -Force | Out-Null
@@ -47,7 +44,7 @@ function Invoke-UserSession([string[]]$Users, [string]$BodyBase64, [int]$Timeout
         return (Get-Content -LiteralPath $outPath -Raw -Encoding UTF8 | ConvertFrom-Json)
     } finally {
         Unregister-ScheduledTask -TaskName $taskName -TaskPath '\vmforge\' -Confirm:$false -ErrorAction SilentlyContinue
-        Remove-Item -LiteralPath $scriptPath, $outPath -Force -ErrorAction SilentlyContinue
+        Remove-Item -LiteralPath $outPath -Force -ErrorAction SilentlyContinue
     }
 }
 

@@ -1,11 +1,12 @@
 # vmforge: the user-session half of the display guards: read the topology, and on request
 # attach the IDD (for this session only) and specialize the panel.  Writes one JSON document.
+# vmforge copies it into the guest once; the guard scripts start it through a scheduled task.
 param(
     [Parameter(Mandatory = $true)][string]$OutFile,
-    [Parameter(Mandatory = $true)][string]$IddInstance
+    [Parameter(Mandatory = $true)][string]$IddInstance,
+    [ValidateSet('read', 'attach', 'specialize')][string]$Action = 'read'
 )
 $ErrorActionPreference = 'Stop'
-$Action = {{ action }}
 Add-Type -ReferencedAssemblies System.Windows.Forms -TypeDefinition @'
 {% include "guest/windows/guards/Display.cs" %}
 '@

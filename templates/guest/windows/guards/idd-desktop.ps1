@@ -6,6 +6,7 @@ $Mode = {{ mode }}
 $HardwareId = {{ hardware_id }}
 $Users = @({{ users }})
 $SessionTimeout = {{ session_timeout }}
+$SessionScript = {{ session_script }}
 {% include "guest/windows/guards/_common.ps1" %}
 {% include "guest/windows/guards/_session.ps1" %}
 
@@ -27,8 +28,7 @@ try {
         $Answer.found['device.present'] = $true
         $Answer.found['device.status'] = [string]$device.Status
         $action = if ($Mode -eq 'enforce') { 'attach' } else { 'read' }
-        $body = if ($action -eq 'attach') { {{ body_attach }} } else { {{ body_read }} }
-        $session = Invoke-UserSession $Users $body $SessionTimeout $device.InstanceId
+        $session = Invoke-UserSession $Users $action $SessionTimeout $device.InstanceId
         if ($null -eq $session) {
             $Answer.unknown['desktop.attached'] = $SessionWhy
         } elseif ($session.error) {

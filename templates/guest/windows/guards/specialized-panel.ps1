@@ -6,6 +6,7 @@ $Mode = {{ mode }}
 $HardwareId = {{ hardware_id }}
 $Users = @({{ users }})
 $SessionTimeout = {{ session_timeout }}
+$SessionScript = {{ session_script }}
 $Editions = @({{ editions }})
 $MinimumBuild = {{ minimum_build }}
 {% include "guest/windows/guards/_common.ps1" %}
@@ -28,8 +29,8 @@ try {
             $Answer.unknown[$item] = 'not read: no IDD device, so the panel must stay on the desktop'
         }
     } else {
-        $body = if ($Mode -eq 'enforce') { {{ body_specialize }} } else { {{ body_read }} }
-        $session = Invoke-UserSession $Users $body $SessionTimeout $device.InstanceId
+        $action = if ($Mode -eq 'enforce') { 'specialize' } else { 'read' }
+        $session = Invoke-UserSession $Users $action $SessionTimeout $device.InstanceId
         if ($null -eq $session -or $session.error -and $null -eq $session.targets) {
             $why = if ($null -eq $session) { $SessionWhy } else { [string]$session.error }
             foreach ($item in 'idd.attached', 'panel.present', 'panel.specialized') { $Answer.unknown[$item] = $why }
