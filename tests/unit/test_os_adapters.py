@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import tree_sitter_powershell
+from jinja2 import meta
 from tree_sitter import Language, Node, Parser
 
 from vmforge.guest.os_linux import LinuxAdapter
@@ -14,6 +15,7 @@ from vmforge.guest.os_windows import WindowsAdapter, encode_command, ps_literal,
 from vmforge.guest.session import adapter_for
 from vmforge.guest.transport import GuestError, OsInfo
 from vmforge.resources import DataFolder, data_dir
+from vmforge.templating import environment
 
 PS = Parser(Language(tree_sitter_powershell.language()))
 SCRIPTS = sorted((data_dir(DataFolder.TEMPLATES) / "guest" / "windows").glob("*.ps1"))
@@ -43,9 +45,16 @@ def test_every_windows_script_exists_and_parses() -> None:
     names = {p.stem for p in SCRIPTS}
     assert names >= {"file-hash", "boot-identity", "reboot", "shutdown", "make-directory"}
     for script in SCRIPTS:
-        rendered = render_script(script.stem, path="C:\\x", delay_seconds=5)
+        # Whatever values a script takes, give it plausible ones: every script in the folder parses.
+        wanted = meta.find_undeclared_variables(environment().parse(script.read_text()))
+        values: dict[str, str | int] = {name: 5 if _numeric(name) else "C:\\x" for name in wanted}
+        rendered = render_script(script.stem, **values)
         tree = PS.parse(rendered.encode())
         assert errors(tree.root_node) == [], script.name
+
+
+def _numeric(name: str) -> bool:
+    return name.endswith(("_seconds", "_size", "_bytes", "_count", "_port")) or name in {"delay_seconds", "chunk_size"}
 
 
 def test_the_parser_does_catch_broken_powershell() -> None:
