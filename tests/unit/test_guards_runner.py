@@ -24,7 +24,8 @@ from vmforge.state import VmDir
 
 class Rig:
     def __init__(self, tmp_path: Path, **guard_settings: Any) -> None:
-        self.plan = guard_plan(desktop_users=["vmforge"], **guard_settings)
+        guard_settings.setdefault("desktop_users", ["vmforge"])
+        self.plan = guard_plan(**guard_settings)
         self.sim = SimWindows(guards_of(self.plan))
         self.transport = SimTransport(self.sim)
         self.guest = Guest(self.transport, WindowsAdapter())
@@ -213,6 +214,18 @@ def test_tripped_safety_valve_is_drift_and_enforce_resets_it(tmp_path: Path) -> 
     assert wd.status is Status.DRIFTED
     assert [(i.id, i.found) for i in wd.drift()] == [("valve.tripped", True)]
     assert result(rig.enforce(), "topology-watchdog").changed == ("valve.tripped",)
+
+
+def test_task_users_compare_as_names_not_as_text(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, profile="desktop", guards=["topology-watchdog"], desktop_users=["Bob", "alice"])
+    rig.enforce()
+    rig.sim.watchdog_state = {"alive": True, "valve_tripped": False}
+    assert rig.sim.task is not None
+    rig.sim.task["users"] = "alice,bob"  # Sort-Object order, Windows' case
+    assert result(rig.check(), "topology-watchdog").ok
+    rig.sim.task["users"] = "alice"
+    wd = result(rig.check(), "topology-watchdog")
+    assert [(i.id, i.expected) for i in wd.drift()] == [("task.users", {"same_names": ["Bob", "alice"]})]
 
 
 def test_changed_watchdog_script_is_drift(tmp_path: Path) -> None:
