@@ -22,7 +22,9 @@ from vmforge.probe.transform import probe_name, probe_plan
 from vmforge.spec import Firmware, parse_spec
 
 ENV = {"HOME": "/home/u"}
-BOOT = DirectBoot(Path("/var/lib/vmforge/probe/k/vmlinuz"), Path("/var/lib/vmforge/probe/k/initrd.img"), "console=ttyS0")
+BOOT = DirectBoot(
+    Path("/var/lib/vmforge/probe/k/vmlinuz"), Path("/var/lib/vmforge/probe/k/initrd.img"), "console=ttyS0"
+)
 WINDOWS_11 = {
     "vm": {"name": "win", "virt_type": "qemu", "tpm": "on"},
     "windows": {"family": "11", "iso": "/isos/win11.iso"},

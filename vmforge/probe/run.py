@@ -40,6 +40,7 @@ from vmforge.probe.image import PEER_PATH, ProbeImage
 from vmforge.probe.report import IVSHMEM_ID, GuestFacts, ProbeReport, parse_report
 from vmforge.probe.transform import probe_plan
 from vmforge.state import VmDir
+from vmforge.storage import check_qemu_can_reach
 from vmforge.ui import Reporter
 
 log = get_logger("probe.run")
@@ -68,8 +69,9 @@ def stage_image(image: ProbeImage, plan: Plan, stage_root: Path = SYSTEM_STAGE_D
         return DirectBoot(image.kernel, image.initrd, image.cmdline)
     folder = stage_root / image.key
     folder.mkdir(parents=True, exist_ok=True)
-    for path in (stage_root.parent, stage_root, folder):
+    for path in (stage_root, folder):  # vmforge's own folders; the ones above are checked, not changed
         path.chmod(0o755)
+    check_qemu_can_reach(folder)
     for source in (image.kernel, image.initrd):
         target = folder / source.name
         if not target.is_file() or _sha256(target) != image.manifest["files"][source.name]:
@@ -89,13 +91,11 @@ def _sha256(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def probe_domain(
-    conn: Any, plan: Plan, *, keep: bool = False, state_root: Path | None = None
-) -> Iterator[tuple[Any, VmDir]]:
+def probe_domain(conn: Any, plan: Plan, *, keep: bool = False) -> Iterator[tuple[Any, VmDir]]:
     """The probe's domain, defined and provisioned (not started); destroyed on the way out
     (errors and KeyboardInterrupt included) unless ``keep``.  A leftover probe domain of the
     same name (an earlier ``--keep``) is destroyed first so every probe boots fresh."""
-    vm_dir = VmDir(plan.name, root=state_root or plan.vm_dir.parent.parent)
+    vm_dir = VmDir(plan.name, root=plan.vm_dir.parent.parent)
     if lookup_owned_domain(conn, plan.name) is not None:
         destroy_vm(conn, plan.name, vm_dir)
     try:
@@ -119,14 +119,13 @@ def run_probe(
     stage_root: Path = SYSTEM_STAGE_DIR,
     clock: Callable[[], float] = time.monotonic,
     rng: random.Random | None = None,
-    state_root: Path | None = None,
 ) -> ProbeReport:
     """Boot ``plan``'s hardware with the probe guest and return what it saw."""
     with reporter.step("Staging the probe kernel and initramfs"):
         boot = stage_image(image, plan, stage_root)
     pplan = probe_plan(plan, boot, answer_iso)
     reporter.info(f"probe domain {pplan.name}: {'kept afterwards (--keep)' if keep else 'removed afterwards'}")
-    with probe_domain(conn, pplan, keep=keep, state_root=state_root) as (dom, _vm_dir):
+    with probe_domain(conn, pplan, keep=keep) as (dom, _vm_dir):
         # Started paused so the console is followed from the first byte the guest writes.
         with libvirt_errors(f"starting domain {pplan.name}"):
             dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED)
