@@ -44,7 +44,13 @@ def test_every_windows_script_exists_and_parses() -> None:
     assert names >= {"file-hash", "boot-identity", "reboot", "shutdown", "make-directory"}
     for script in SCRIPTS:
         rendered = render_script(
-            script.stem, path="C:\\x", delay_seconds=5, chunk_size=65536, pfx_path="C:\\c.pfx", pfx_password="p", user="u"
+            script.stem,
+            path="C:\\x",
+            delay_seconds=5,
+            chunk_size=65536,
+            pfx_path="C:\\c.pfx",
+            pfx_password="p",
+            user="u",
         )
         tree = PS.parse(rendered.encode())
         assert errors(tree.root_node) == [], script.name
