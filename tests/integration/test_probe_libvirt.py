@@ -216,7 +216,7 @@ def test_ivshmem_channel_check_across_the_vm_boundary(running: Running, vmforge:
     assert ivshmem is not None
     t0 = time.monotonic()
     result = vmforge(
-        "channel", "check", "--shm", str(ivshmem.path), "--resolution", "3840x2160",
+        "channel", "check", running.plan.name, "--shm", str(ivshmem.path), "--resolution", "3840x2160",
         "--timeout", "90", "--messages", "64", "--json",
     )  # fmt: skip
     elapsed = time.monotonic() - t0
