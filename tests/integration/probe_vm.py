@@ -1,7 +1,8 @@
 """Boot the probe image under plain QEMU (TCG) for tests: no libvirt, so no second domain builder.
 
-The real probe boots from vmforge's own domain XML once the domain builder lands; these tests
-exercise the image, its init and the agent protocol over a real virtio-serial port meanwhile.
+``vmforge probe`` boots from vmforge's own domain XML (test_probe_libvirt.py); these tests
+exercise the image, its init and the agent protocol over a real virtio-serial port without a
+daemon (reboots, scratch disk formatting, the agent's Unix-socket protocol).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from vmforge import paths
 from vmforge.guest.agent import AgentTransport
 from vmforge.guest.agent_channel import UnixSocketChannel
 from vmforge.guest.console import follow_log_file
-from vmforge.guest.phases import PhaseEvent, PhaseReader
+from vmforge.media.phases import PhaseEvent, PhaseReader
 from vmforge.probe.image import ProbeImage, ensure_probe_image
 
 # The probe image is cached per machine, not per test: the suite downloads the Debian packages
