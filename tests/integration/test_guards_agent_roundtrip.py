@@ -156,7 +156,7 @@ def test_cli_check_exits_3_with_the_report(
         '[guards]\nprofile = "compositor"\n'
     )
     with pytest.raises(SystemExit) as exited:
-        main(["guards", "check", "vmft-grd-cli", "--spec", str(spec_file), "--json"])
+        main(["guard", "check", "vmft-grd-cli", "--spec", str(spec_file), "--json"])
     assert exited.value.code == 3
     document = json.loads(capsys.readouterr().out)
     assert document["error"]["exit_code"] == 3

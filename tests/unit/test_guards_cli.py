@@ -1,4 +1,4 @@
-"""``vmforge guards``: bad input exits 2 before any guest is contacted (real CLI, subprocess)."""
+"""``vmforge guard``: bad input exits 2 before any guest is contacted (real CLI, subprocess)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def _spec(tmp_path: Path, guards: str, edition: str = "Windows 11 Enterprise") -
 @pytest.mark.parametrize("verb", ["check", "enforce"])
 def test_unknown_guard_is_a_spec_error(vmforge: Any, tmp_path: Path, verb: str) -> None:
     spec = _spec(tmp_path, 'profile = "desktop"\nguards = ["policies", "idd-dekstop"]')
-    result = vmforge("guards", verb, "vmft-grd-x", "--spec", str(spec), "--json")
+    result = vmforge("guard", verb, "vmft-grd-x", "--spec", str(spec), "--json")
     assert result.code == 2
     error = result.json()["error"]
     assert "guards.guards" in error["message"] and "did you mean 'idd-desktop'?" in error["message"]
@@ -28,7 +28,7 @@ def test_unknown_guard_is_a_spec_error(vmforge: Any, tmp_path: Path, verb: str) 
 
 def test_compositor_on_an_unsupported_edition_is_refused(vmforge: Any, tmp_path: Path) -> None:
     spec = _spec(tmp_path, 'profile = "compositor"', edition="Windows 11 Pro")
-    result = vmforge("guards", "enforce", "vmft-grd-x", "--spec", str(spec))
+    result = vmforge("guard", "enforce", "vmft-grd-x", "--spec", str(spec))
     assert result.code == 2
     assert "windows.edition = 'Windows 11 Pro' has no specialized displays" in result.stderr
     assert "hint: specialized displays need" in result.stderr
@@ -36,13 +36,13 @@ def test_compositor_on_an_unsupported_edition_is_refused(vmforge: Any, tmp_path:
 
 def test_no_profile_says_so_before_touching_libvirt(vmforge: Any, tmp_path: Path) -> None:
     spec = _spec(tmp_path, "")
-    result = vmforge("guards", "check", "vmft-grd-x", "--spec", str(spec), "--connect", "qemu:///nonexistent")
+    result = vmforge("guard", "check", "vmft-grd-x", "--spec", str(spec), "--connect", "qemu:///nonexistent")
     assert result.code == 2
     assert "has no guard profile" in result.stderr
 
 
 def test_help_lists_both_verbs(vmforge: Any) -> None:
-    result = vmforge("guards", "--help")
+    result = vmforge("guard", "--help")
     assert result.code == 0 and "enforce" in result.stdout and "check" in result.stdout
 
 

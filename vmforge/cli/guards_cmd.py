@@ -1,4 +1,4 @@
-"""``vmforge guards enforce|check NAME``: the display-settings guards of a running VM."""
+"""``vmforge guard enforce|check NAME``: the display-settings guards of a running VM."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def _finish(report: GuardReport, as_json: bool) -> None:
         names = ", ".join(f"{r.guard} ({r.status.value})" for r in report.not_ok())
         raise ChecksFailed(
             f"guards not ok after {report.operation}: {names}",
-            hint="the report names what differs; 'vmforge guards enforce NAME' re-applies what drifted, "
+            hint="the report names what differs; 'vmforge guard enforce NAME' re-applies what drifted, "
             "'unverified' needs a logged-on desktop user or a guest that answers",
             report=data,
         )
@@ -92,7 +92,7 @@ def _common(func: Any) -> Any:
     return click.argument("name")(func)
 
 
-@click.group("guards", cls=VmforgeGroup)
+@click.group("guard", cls=VmforgeGroup)
 def guards() -> None:
     """Display-settings guards: enforce them in a VM, or check them (exit 3 on drift)."""
 
