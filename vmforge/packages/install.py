@@ -295,7 +295,11 @@ def _place(guest: Guest, local: Path, sha256: str, remote: str) -> bool:
             f"creating {parent} in the guest failed (exit {made.rc}): "
             f"{made.stderr.decode('utf-8', 'replace').strip()[:200]}"
         )
-    guest.copy_in(local, remote)
+    if guest.copy_in(local, remote) != sha256:
+        raise GuestError(
+            f"{local} changed on the host after the package check",
+            hint="do not modify package files during an install; run it again",
+        )
     return True
 
 
