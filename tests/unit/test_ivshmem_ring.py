@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import collections
+import os
 from pathlib import Path
 
 import pytest
@@ -114,25 +115,29 @@ def test_ring_behaves_like_a_bounded_fifo(tmp_path_factory: pytest.TempPathFacto
         shm.close()
 
 
-def _producer_process(path: str, count: int) -> None:
-    import random
-    import zlib
+_PRODUCER = """
+import random, sys, time, zlib
+from pathlib import Path
+from vmforge.ivshmem.backing import open_shared_memory
+from vmforge.ivshmem.layout import QueueEntry
+from vmforge.ivshmem.ring import RingProducer
 
-    from vmforge.ivshmem.backing import open_shared_memory
-
-    shm = open_shared_memory(Path(path))
-    entry = QueueEntry(0, 0, 4096, 512, 64)  # type: ignore[arg-type]
-    tx = RingProducer(shm, entry)
-    rng = random.Random(3)
-    for i in range(count):
-        body = i.to_bytes(8, "little") + rng.randbytes(rng.randrange(0, 480))
-        payload = zlib.crc32(body).to_bytes(4, "little") + body
-        while not tx.try_send(9, payload):
-            pass
+shm = open_shared_memory(Path(sys.argv[1]))
+tx = RingProducer(shm, QueueEntry(0, 0, 4096, 512, 64))
+rng = random.Random(3)
+for i in range(int(sys.argv[2])):
+    body = i.to_bytes(8, "little") + rng.randbytes(rng.randrange(0, 480))
+    payload = zlib.crc32(body).to_bytes(4, "little") + body
+    while not tx.try_send(9, payload):
+        time.sleep(0)  # yield: on a loaded 2-core machine a pure spin starves the consumer
+"""
 
 
 def test_messages_from_a_concurrent_producer_process_are_never_torn(tmp_path: Path) -> None:
-    import multiprocessing
+    """A separate interpreter (not a fork of this threaded one) produces while we consume."""
+    import subprocess
+    import sys
+    import time
     import zlib
 
     shm = make_shm(tmp_path / "ring", 1024 * 1024)
@@ -140,19 +145,25 @@ def test_messages_from_a_concurrent_producer_process_are_never_torn(tmp_path: Pa
     reset_ring(shm, entry)
     rx = RingConsumer(shm, entry)
     count = 20000
-    proc = multiprocessing.get_context("fork").Process(target=_producer_process, args=(str(shm.path), count))
-    proc.start()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen([sys.executable, "-c", _PRODUCER, str(shm.path), str(count)], env=env)
+    deadline = time.monotonic() + 300
     try:
         expected = 0
         while expected < count:
             msg = rx.try_recv()
             if msg is None:
-                assert proc.is_alive() or rx.pending(), "the producer died early"
+                assert proc.poll() is None or rx.pending(), "the producer died early"
+                assert time.monotonic() < deadline, f"only {expected} of {count} messages in 300 s"
+                time.sleep(0)
                 continue
             crc, body = int.from_bytes(msg.payload[:4], "little"), msg.payload[4:]
             assert zlib.crc32(body) == crc, f"message {expected} is torn"
             assert int.from_bytes(body[:8], "little") == expected
             expected += 1
     finally:
-        proc.join(timeout=30)
-    assert proc.exitcode == 0
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    assert proc.returncode == 0
