@@ -1,5 +1,5 @@
 # vmforge: add a driver package to the driver store and install it on matching devices.
-# {{ inf_path }} is rendered as a PowerShell single-quoted literal by vmforge.
+# inf_path is rendered as a PowerShell single-quoted literal by vmforge.
 $ErrorActionPreference = 'Stop'
 $InfPath = {{ inf_path }}
 $output = & pnputil.exe /add-driver $InfPath /install

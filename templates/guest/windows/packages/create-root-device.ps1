@@ -2,7 +2,7 @@
 # SetupAPI through P/Invoke (no devcon or nefcon): SetupDiCreateDeviceInfo,
 # SetupDiSetDeviceRegistryProperty(SPDRP_HARDWAREID), SetupDiCallClassInstaller(DIF_REGISTERDEVICE),
 # then UpdateDriverForPlugAndPlayDevices.  Nothing happens when such a device already exists.
-# {{ inf_path }} and {{ hardware_id }} are rendered as PowerShell single-quoted literals by vmforge.
+# inf_path and hardware_id are rendered as PowerShell single-quoted literals by vmforge.
 $ErrorActionPreference = 'Stop'
 $InfPath = {{ inf_path }}
 $HardwareId = {{ hardware_id }}

@@ -1,5 +1,5 @@
 # vmforge: trust a driver signer: import a certificate into LocalMachine\TrustedPublisher.
-# {{ path }} and {{ thumbprint }} are rendered as PowerShell single-quoted literals by vmforge.
+# path and thumbprint are rendered as PowerShell single-quoted literals by vmforge.
 $ErrorActionPreference = 'Stop'
 $Path = {{ path }}
 $Thumbprint = {{ thumbprint }}

@@ -1,5 +1,5 @@
 # vmforge: check that an app's services run and its scheduled tasks exist.
-# {{ services }} and {{ tasks }} are rendered as PowerShell single-quoted literals by vmforge
+# services and tasks are rendered as PowerShell single-quoted literals by vmforge
 # (names joined by '|').
 $ErrorActionPreference = 'Stop'
 $Services = @({{ services }}.Split('|') | Where-Object { $_ -ne '' })

@@ -1,5 +1,5 @@
 # vmforge: check that a device with the hardware id exists and Windows reports it working.
-# {{ hardware_id }} is rendered as a PowerShell single-quoted literal by vmforge.
+# hardware_id is rendered as a PowerShell single-quoted literal by vmforge.
 $ErrorActionPreference = 'Stop'
 $HardwareId = {{ hardware_id }}
 $devices = @(Get-PnpDevice -PresentOnly -ErrorAction SilentlyContinue | Where-Object {
