@@ -104,6 +104,10 @@ def write_shell_app(
     )
     installed = guest_root / "installed"
     exit_part = f" && exit {install_exit}" if install_exit else ""
+    command = (
+        f"mkdir -p {installed} && cp {{stage}}/bin/payload.bin {installed}/payload.bin "
+        f"&& echo run >> {guest_root}/install-runs{exit_part}"
+    )
     (folder / "package.toml").write_text(
         f"""name = "{name}"
 kind = "app"
@@ -112,7 +116,7 @@ os = ["linux"]
 
 [app]
 install = [
-    "mkdir -p {installed} && cp {{stage}}/bin/payload.bin {installed}/payload.bin && echo run >> {guest_root}/install-runs{exit_part}",
+    "{command}",
 ]
 verify = ["cmp {{stage}}/bin/payload.bin {installed}/payload.bin"]
 

@@ -95,7 +95,7 @@ def test_several_architectures_and_compatible_ids() -> None:
     assert parsed.architectures == ("amd64", "arm64", "x86")
     assert parsed.stamped and parsed.driver_ver == DriverVer(date(2024, 7, 4), (100, 95, 104, 26600))
     assert parsed.catalog_file == "drv64.cat"
-    amd64 = [m for m in parsed.models if m.arch == "amd64"][0]
+    amd64 = next(m for m in parsed.models if m.arch == "amd64")
     assert amd64.target == "NTamd64.10.0"
     assert amd64.compatible_ids == ("PCI\\VEN_1AF4&DEV_1110",)
     assert parsed.provider == "Red Hat, Inc."  # a quoted string with a comma stays one value
@@ -109,10 +109,10 @@ def test_several_architectures_and_compatible_ids() -> None:
 
 def test_strings_comments_continuations_and_case() -> None:
     text = (
-        "[version]\r\nclass = %cls% ; comment\r\nprovider = \"100%% sure\"\r\n"
+        '[version]\r\nclass = %cls% ; comment\r\nprovider = "100%% sure"\r\n'
         "DriverVer = 1/2/2023 , 1.0\r\n[MANUFACTURER]\r\n%M%=Std\r\n[std]\r\n"
         "%D%=Inst, \\\r\n   Root\\Cont ; continued line\r\n[Std]\r\n%D%=Inst2,Root\\Second\r\n"
-        "[strings]\r\ncls=Display\r\nM=\"Maker\"\r\nD=\"Device\"\r\n[Strings.0407]\r\nD=\"Gerät\"\r\n"
+        '[strings]\r\ncls=Display\r\nM="Maker"\r\nD="Device"\r\n[Strings.0407]\r\nD="Gerät"\r\n'
         "[Install]\r\nServiceBinary=%12%\\x.dll\r\n"
     )
     parsed = parse_inf_text(text, Path("c.inf"))
@@ -142,7 +142,7 @@ def test_missing_sections_are_reported_not_fatal() -> None:
 
 
 def test_encodings(tmp_path: Path) -> None:
-    body = "[Version]\nClass=Display\nProvider=\"Zürich AG\"\n"
+    body = '[Version]\nClass=Display\nProvider="Zürich AG"\n'
     cases = {
         "le.inf": (b"\xff\xfe" + body.encode("utf-16-le"), "utf-16-le-bom"),
         "be.inf": (b"\xfe\xff" + body.encode("utf-16-be"), "utf-16-be-bom"),

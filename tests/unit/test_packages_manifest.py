@@ -78,7 +78,7 @@ def test_manifest_errors(tmp_path: Path, text: str, expected: str) -> None:
 
 
 def test_no_manifest_and_unknown_package(tmp_path: Path) -> None:
-    with pytest.raises(PackageError, match="holds no package.toml"):
+    with pytest.raises(PackageError, match=r"holds no package\.toml"):
         load_manifest(tmp_path)
     with pytest.raises(PackageError, match="no package 'nope'"):
         find_package("nope")
@@ -161,7 +161,9 @@ def test_preflight_file_missing_and_sha_mismatch(tmp_path: Path) -> None:
 
 def test_preflight_inf_problems(tmp_path: Path) -> None:
     folder = write_idd_package(tmp_path / "idd", pin_hashes=False)
-    assert "has no models for x86 (it has amd64, arm64)" in preflight_error(folder, Target("windows", "x86", "Pro", 26100))
+    assert "has no models for x86 (it has amd64, arm64)" in preflight_error(
+        folder, Target("windows", "x86", "Pro", 26100)
+    )
     replace_in_inf(folder, "Class       = Display", "Class       = System")
     assert "is class 'System', the package expects 'Display'" in preflight_error(folder)
     replace_in_inf(folder, "Class       = System", "Class       = Display")

@@ -6,7 +6,8 @@ A package is a descriptor folder (``package.toml`` plus config templates) and a 
 - descriptor: the spec's ``[[packages]] path`` when it holds a package.toml, else vmforge's
   ``guest-drivers/<name>/``, else ``$STATE/packages/<name>/``;
 - files: the spec's ``path``, else ``$STATE/packages/<name>/`` when it exists or the package is
-  ``user_supplied``, else the descriptor folder.  A listed file is looked up in the files folder, then the descriptor folder.
+  ``user_supplied``, else the descriptor folder.  A listed file is looked up in the files
+  folder, then the descriptor folder.
 
 Binaries are never shipped with vmforge: users drop them into one of those folders.
 """
