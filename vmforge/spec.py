@@ -238,6 +238,15 @@ class DisplaySection(Section):
     heads: int = Field(1, ge=1, le=16, description="Number of virtio-gpu heads (monitors).")
     vnc: bool = Field(True, description="Offer a VNC console (bound to vnc_listen).")
     vnc_listen: str = Field("127.0.0.1", description="Address the VNC server listens on.")
+    idd_monitors: int = Field(
+        1, ge=1, le=16, description="Virtual monitors the indirect display driver (MttVDD) creates."
+    )
+    idd_resolutions: tuple[str, ...] = Field(
+        (), description="Modes the virtual monitors offer, WIDTHxHEIGHT; empty: display.resolution only."
+    )
+    refresh_rates: tuple[int, ...] = Field(
+        (60,), description="Refresh rates (Hz) the virtual monitors offer for every mode."
+    )
 
     @field_validator("resolution")
     @classmethod
@@ -248,6 +257,20 @@ class DisplaySection(Section):
         width, height = int(match.group(1)), int(match.group(2))
         if width > MAX_RESOLUTION[0] or height > MAX_RESOLUTION[1] or width < 640 or height < 480:
             raise ValueError("the resolution must lie between 640x480 and 7680x4320")
+        return value
+
+    @field_validator("idd_resolutions")
+    @classmethod
+    def _check_idd_resolutions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for mode in value:
+            cls._check_resolution(mode)
+        return value
+
+    @field_validator("refresh_rates")
+    @classmethod
+    def _check_refresh_rates(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or any(not 24 <= rate <= 500 for rate in value):
+            raise ValueError("give at least one refresh rate, each between 24 and 500 Hz")
         return value
 
     @property
@@ -376,7 +399,11 @@ class IvshmemSection(Section):
 
 class PackageRef(Section):
     name: str = Field(description="Package name: a folder in guest-drivers/ or at 'path'.")
-    path: Path | None = Field(None, description="Folder holding package.toml, when not built in.")
+    path: Path | None = Field(
+        None,
+        description="Folder holding the package's files (and its package.toml when not built in); "
+        "default $STATE/packages/<name>/.",
+    )
 
 
 class GuardsSection(Section):
