@@ -23,6 +23,7 @@ from vmforge.cli.destroy_cmd import destroy
 from vmforge.cli.doctor_cmd import doctor
 from vmforge.cli.domain_cmd import domain
 from vmforge.cli.gpu_cmd import gpu
+from vmforge.cli.guards_cmd import guards
 from vmforge.cli.guest_cmd import guest
 from vmforge.cli.iso_cmd import iso
 from vmforge.cli.media_cmd import media
@@ -67,6 +68,7 @@ cli.add_command(doctor)
 cli.add_command(remote)
 cli.add_command(guest)
 cli.add_command(packages)
+cli.add_command(guards)
 
 
 def _report(message: str, hint: str | None, code: int, as_json: bool, extra: dict[str, Any] | None = None) -> None:
