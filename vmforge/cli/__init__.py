@@ -28,6 +28,7 @@ from vmforge.cli.guest_cmd import guest
 from vmforge.cli.iso_cmd import iso
 from vmforge.cli.media_cmd import media
 from vmforge.cli.packages_cmd import packages
+from vmforge.cli.probe_cmd import probe
 from vmforge.cli.remote_cmd import remote
 from vmforge.cli.spec_cmd import spec
 from vmforge.cli.vm_cmd import list_vms
@@ -69,6 +70,7 @@ cli.add_command(remote)
 cli.add_command(guest)
 cli.add_command(packages)
 cli.add_command(guards)
+cli.add_command(probe)
 
 
 def _report(message: str, hint: str | None, code: int, as_json: bool, extra: dict[str, Any] | None = None) -> None:
