@@ -247,12 +247,14 @@ class Create:
             self.vm_dir.save(self.state)
         where = f"; diagnostics in {diag.folder}" if diag else ""
         saved = f" ({', '.join(diag.saved)})" if diag and diag.saved else ""
-        return CreateFailed(
+        failed = CreateFailed(
             f"step {step} failed: {exc.message}{where}{saved}",
             exc.hint or "fix the cause and re-run the same command: it continues with this step",
             step,
             diag,
         )
+        failed.exit_code = exc.exit_code  # a spec problem stays exit 2, a failed check exit 3
+        return failed
 
     # -- helpers -----------------------------------------------------------------------------
 
