@@ -24,7 +24,7 @@ from vmforge.create.steps import (
     affected_steps,
     changed_fields,
 )
-from vmforge.create.watch import LogFileSource, StepFailed, StepTimeout, Wait, follow, progress_line
+from vmforge.create.watch import LogFileSource, Outcome, StepFailed, StepTimeout, Wait, follow, progress_line
 from vmforge.media.phases import format_marker
 
 OVMF = (Path(__file__).resolve().parents[1] / "data" / "create" / "ovmf-serial.bin").read_bytes()
@@ -73,7 +73,7 @@ class Replay:
             return False, self.stop_reason
         return True, ""
 
-    def follow(self, wait: Wait, *, timeout: float = 3600, boot: float = 600) -> object:
+    def follow(self, wait: Wait, *, timeout: float = 3600, boot: float = 600) -> Outcome:
         return follow(
             LogFileSource(self.path),
             wait,
@@ -97,9 +97,9 @@ def second_boot(*tail: bytes) -> bytes:
 def test_setup_reboot_after_pe_start_ends_the_install_wait(tmp_path: Path) -> None:
     replay = Replay(tmp_path / "serial0.log", cut(WINPE, 700), stop_reason="destroyed")
     outcome = replay.follow(SETUP_REBOOT)
-    assert outcome.kind == "stopped" and outcome.stop_reason == "destroyed"  # type: ignore[attr-defined]
-    assert [e.phase for e in outcome.seen] == ["pe-start"]  # type: ignore[attr-defined]
-    assert outcome.seen[0].fields == {"build": "26100"}  # type: ignore[attr-defined]
+    assert outcome.kind == "stopped" and outcome.stop_reason == "destroyed"
+    assert [e.phase for e in outcome.seen] == ["pe-start"]
+    assert outcome.seen[0].fields == {"build": "26100"}
 
 
 def test_a_marker_torn_across_chunks_is_still_read(tmp_path: Path) -> None:
@@ -107,7 +107,7 @@ def test_a_marker_torn_across_chunks_is_still_read(tmp_path: Path) -> None:
     split = len(OVMF[:2000]) + 9  # inside "VMFORGE-PHASE"
     replay = Replay(tmp_path / "serial0.log", [data[:split], data[split:]], stop_reason="destroyed")
     outcome = replay.follow(SETUP_REBOOT)
-    assert [e.phase for e in outcome.seen] == ["pe-start"]  # type: ignore[attr-defined]
+    assert [e.phase for e in outcome.seen] == ["pe-start"]
 
 
 def test_domain_stopping_before_any_marker_is_a_failure_not_a_reboot(tmp_path: Path) -> None:
@@ -140,7 +140,8 @@ def test_postinstall_deadline_names_the_last_phase(tmp_path: Path) -> None:
 def test_postinstall_done_is_found_and_a_stop_during_postinstall_is_an_error(tmp_path: Path) -> None:
     done = second_boot(marker("postinstall-start"), marker("postinstall-done"))
     outcome = Replay(tmp_path / "a.log", cut(done, 256)).follow(POSTINSTALL)
-    assert outcome.kind == "phase" and outcome.event.phase == "postinstall-done"  # type: ignore[attr-defined]
+    assert outcome.kind == "phase"
+    assert outcome.event is not None and outcome.event.phase == "postinstall-done"
     stopped = Replay(tmp_path / "b.log", cut(second_boot(), 256), stop_reason="shutdown")
     with pytest.raises(StepFailed, match=r"stopped \(shutdown\) while waiting for postinstall-done.*firstlogon"):
         stopped.follow(POSTINSTALL)
@@ -151,7 +152,7 @@ def test_resume_reads_markers_of_earlier_runs_from_the_appended_log(tmp_path: Pa
     history = WINPE + second_boot(marker("postinstall-start"), marker("postinstall-done"))
     replay = Replay(tmp_path / "serial0.log", [history])
     outcome = replay.follow(POSTINSTALL)
-    assert outcome.event.phase == "postinstall-done"  # type: ignore[attr-defined]
+    assert outcome.event is not None and outcome.event.phase == "postinstall-done"
     assert replay.sleeps == 0
 
 
