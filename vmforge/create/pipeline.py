@@ -158,6 +158,8 @@ class Create:
                 self._restart(plan)
             self._check_plan(plan, options.force)
             reports = [self._run_step(step) for step in S.STEPS]
+            if self.state.extra.pop("last_failure", None) is not None:
+                self.vm_dir.save(self.state)  # the failure is behind us; status stops showing it
         return CreateResult(
             plan.name,
             self.spec.os.value,
@@ -530,4 +532,5 @@ def _comparable(plan: Plan) -> dict[str, Any]:
     """The plan as recorded for telling which fields changed (notes are commentary)."""
     data = plan.to_data()
     data.pop("notes", None)
+    data.pop("spec_hash", None)  # follows from the fields themselves
     return data
