@@ -34,7 +34,7 @@ def probe_spec(path: Path, name: str, *, ivshmem: bool = False, boot: str = "300
         'agent = "300s"',
     ]
     if ivshmem:
-        lines += ["[ivshmem]", "enabled = true", 'size = "4MiB"']
+        lines += ["[display]", 'resolution = "640x480"', "[ivshmem]", "enabled = true"]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -82,7 +82,7 @@ def wait_until(predicate: Any, timeout: float, what: str, proc: subprocess.Popen
     deadline = time.monotonic() + timeout
     while not predicate():
         if proc is not None and proc.poll() is not None:
-            out, err = proc.communicate()
+            _out, err = proc.communicate()
             raise AssertionError(f"create exited {proc.returncode} before {what}: {err[-2000:]}")
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.2)

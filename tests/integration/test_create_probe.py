@@ -11,8 +11,8 @@ from typing import Any
 
 import libvirt
 import pytest
-from lxml import etree
 from create_probe import domains, force_cleanup, probe_spec, read_state, run, volumes
+from lxml import etree
 from probe_vm import probe_image  # noqa: F401 - builds the machine's probe image once
 
 from vmforge.create.steps import STEPS
