@@ -216,6 +216,7 @@ class Create:
             return StepReport(step, earlier, dict(record.detail))
         method: Callable[[], dict[str, Any] | Skipped] = getattr(self, "_" + step.replace("-", "_"))
         title = TITLES[step]
+        began = self.clock()
         try:
             with self.reporter.step(title):
                 outcome = method()
@@ -226,9 +227,11 @@ class Create:
         except KeyboardInterrupt:
             self.vm_dir.save(self.state)  # phases seen so far stay recorded
             raise
+        seconds = round(self.clock() - began, 2)
         if isinstance(outcome, Skipped):
             self.vm_dir.record_step(self.state, step, skipped=outcome.reason)
             return StepReport(step, "skipped", {"skipped": outcome.reason})
+        outcome["seconds"] = seconds
         self.vm_dir.record_step(self.state, step, **outcome)
         return StepReport(step, "done", outcome)
 
