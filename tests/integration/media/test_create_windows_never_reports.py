@@ -91,6 +91,16 @@ def test_windows_create_times_out_with_diagnostics_and_destroy_leaves_nothing(tm
         steps = json.loads((state / "vms" / NAME / "state.json").read_text())["steps"]
         assert [s["name"] for s in steps] == ["preflight", "answer-media", "storage", "define-install", "start-install"]
 
+        # The generated password: only 'creds' prints it; never create's output, state or the XML.
+        password = json.loads((state / "vms" / NAME / "secrets.json").read_text())["admin_password"]
+        status = _run("status", NAME, "--spec", str(spec), "--json", env=env)
+        assert json.loads(status.stdout)["vms"][0]["last_failure"]["step"] == "setup-phases"
+        for text in (result.stdout, result.stderr, status.stdout, status.stderr, xml):
+            assert password not in text
+        assert password not in (state / "vms" / NAME / "state.json").read_text()
+        creds = _run("creds", NAME, "--json", env=env)
+        assert json.loads(creds.stdout)["credentials"]["admin_password"] == password
+
         destroyed = _run("destroy", NAME, "--spec", str(spec), "--json", env=env)
         assert destroyed.returncode == 0, destroyed.stderr
         with pytest.raises(libvirt.libvirtError):
