@@ -17,7 +17,9 @@ REPO = Path(__file__).resolve().parents[2]
 POOL = "vmforge"
 
 
-def probe_spec(path: Path, name: str, *, ivshmem: bool = False, boot: str = "300s") -> Path:
+def probe_spec(
+    path: Path, name: str, *, ivshmem: bool = False, boot: str = "300s", package: Path | None = None
+) -> Path:
     lines = [
         'os = "probe"',
         "[vm]",
@@ -35,6 +37,8 @@ def probe_spec(path: Path, name: str, *, ivshmem: bool = False, boot: str = "300
     ]
     if ivshmem:
         lines += ["[display]", 'resolution = "640x480"', "[ivshmem]", "enabled = true"]
+    if package is not None:
+        lines += ["[[packages]]", 'name = "shellapp"', f'path = "{package}"']
     path.write_text("\n".join(lines) + "\n")
     return path
 

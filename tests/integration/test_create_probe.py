@@ -15,6 +15,7 @@ from create_probe import domains, force_cleanup, probe_spec, read_state, run, vo
 from lxml import etree
 from probe_vm import probe_image  # noqa: F401 - builds the machine's probe image once
 
+from tests.packages_support import write_shell_app
 from vmforge.create.steps import STEPS
 from vmforge.state import VmDir
 
@@ -35,7 +36,8 @@ class Created:
 def created(tmp_path_factory: pytest.TempPathFactory, probe_image: Any) -> Iterator[Created]:  # noqa: F811
     base = tmp_path_factory.mktemp("create")
     state = base / "state"
-    spec = probe_spec(base / "probe.toml", NAME)
+    package = write_shell_app(base / "shellapp", Path("/tmp/vmft-cr-pkg"))  # a Linux app package
+    spec = probe_spec(base / "probe.toml", NAME, package=package)
     conn = libvirt.open("qemu:///system")
     try:
         done = run(state, "create", "--spec", str(spec), "--json")
@@ -51,8 +53,10 @@ def test_create_runs_every_step_and_leaves_the_final_shape(created: Created) -> 
     assert result["schema"] == "vmforge.create/1"
     statuses = {s["name"]: s["status"] for s in result["steps"]}
     assert list(statuses) == list(STEPS)
-    assert {n for n, s in statuses.items() if s == "skipped"} == WINDOWS_ONLY | {"packages", "snapshot"}
-    assert all(statuses[n] == "done" for n in STEPS if n not in WINDOWS_ONLY | {"packages", "snapshot"})
+    assert {n for n, s in statuses.items() if s == "skipped"} == WINDOWS_ONLY | {"snapshot"}
+    assert all(statuses[n] == "done" for n in STEPS if n not in WINDOWS_ONLY | {"snapshot"})
+    packages = next(s for s in result["steps"] if s["name"] == "packages")["detail"]["packages"]
+    assert packages == [{"name": "shellapp", "action": "installed", "version": "1"}]
     assert [p["phase"] for p in result["phases"]][-1] == "probe-ready"
     recorded = read_state(created.state, NAME)
     assert [s["name"] for s in recorded["steps"]] == list(STEPS)
