@@ -19,6 +19,7 @@ from vmforge import __version__
 from vmforge.cli.answer_cmd import answer
 from vmforge.cli.channel_cmd import channel
 from vmforge.cli.common import VmforgeGroup, print_json
+from vmforge.cli.create_cmd import create
 from vmforge.cli.destroy_cmd import destroy
 from vmforge.cli.doctor_cmd import doctor
 from vmforge.cli.domain_cmd import domain
@@ -32,6 +33,7 @@ from vmforge.cli.probe_cmd import probe
 from vmforge.cli.remote_cmd import remote
 from vmforge.cli.spec_cmd import spec
 from vmforge.cli.vm_cmd import list_vms
+from vmforge.cli.vmops_cmd import EVERYDAY
 from vmforge.errors import VmforgeError
 from vmforge.logs import redact, setup_logging
 
@@ -68,9 +70,12 @@ cli.add_command(channel)
 cli.add_command(doctor)
 cli.add_command(remote)
 cli.add_command(guest)
+cli.add_command(packages)
 cli.add_command(guards)
 cli.add_command(probe)
-cli.add_command(packages)
+cli.add_command(create)
+for _command in EVERYDAY:
+    cli.add_command(_command)
 
 
 def _report(message: str, hint: str | None, code: int, as_json: bool, extra: dict[str, Any] | None = None) -> None:
