@@ -27,6 +27,7 @@ from vmforge.cli.guest_cmd import guest
 from vmforge.cli.iso_cmd import iso
 from vmforge.cli.media_cmd import media
 from vmforge.cli.remote_cmd import remote
+from vmforge.cli.snapshot_cmd import revert_cmd, snapshot
 from vmforge.cli.spec_cmd import spec
 from vmforge.cli.vm_cmd import list_vms
 from vmforge.errors import VmforgeError
@@ -65,6 +66,8 @@ cli.add_command(channel)
 cli.add_command(doctor)
 cli.add_command(remote)
 cli.add_command(guest)
+cli.add_command(snapshot)
+cli.add_command(revert_cmd)
 
 
 def _report(message: str, hint: str | None, code: int, as_json: bool, extra: dict[str, Any] | None = None) -> None:
