@@ -104,10 +104,19 @@ class GpuPlan:
 
 
 @dataclass(frozen=True)
+class DirectBoot:
+    """A kernel, initrd and command line QEMU boots directly (paths the hypervisor can read)."""
+
+    kernel: Path
+    initrd: Path
+    cmdline: str
+
+
+@dataclass(frozen=True)
 class MediaPlan:
     installer_iso: Path | None
     virtio_win_iso: Path | None
-    answer_iso: Path  # written by the media step into the VM's media folder
+    answer_iso: Path | None  # written by the media step into the VM's media folder (None: a probe without one)
 
 
 @dataclass(frozen=True)
@@ -144,6 +153,7 @@ class Plan:
     hibernate: bool = False
     serial_log: Path | None = None  # None on remote hosts: read through the console stream
     host_resolved: bool = False
+    direct_boot: DirectBoot | None = None  # set only by the probe transform (vmforge/probe/transform.py)
     notes: tuple[str, ...] = field(default=())
 
     def to_data(self) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from vmforge import paths
 from vmforge.guest.agent import AgentTransport
 from vmforge.guest.agent_channel import UnixSocketChannel
 from vmforge.guest.console import follow_log_file
-from vmforge.guest.phases import PhaseEvent, PhaseReader
+from vmforge.media.phases import PhaseEvent, PhaseReader
 from vmforge.probe.image import ProbeImage, ensure_probe_image
 
 # The probe image is cached per machine, not per test: the suite downloads the Debian packages

@@ -6,11 +6,12 @@ import itertools
 
 import pytest
 
-from vmforge.guest.phases import (
+from vmforge.media.phases import (
     MARKER,
+    PhaseMarker,
     PhaseReader,
     clean_line,
-    format_phase,
+    format_marker,
     parse_line,
     read_phases,
 )
@@ -35,18 +36,18 @@ def clock_from(values: list[float]):
 
 
 def test_format_and_parse_round_trip() -> None:
-    line = format_phase("pe-start", build="22631", arch="amd64")
+    line = format_marker("pe-start", build="22631", arch="amd64")
     assert line == f"{MARKER} pe-start build=22631 arch=amd64"
-    assert parse_line(line) == ("pe-start", {"build": "22631", "arch": "amd64"})
+    assert parse_line(line) == PhaseMarker("pe-start", {"build": "22631", "arch": "amd64"})
 
 
 @pytest.mark.parametrize(
     ("phase", "fields"),
-    [("PE-Start", {}), ("pe start", {}), ("ok", {"k": "has space"}), ("ok", {"K": "v"}), ("ok", {"k": ""})],
+    [("PE-Start", {}), ("pe start", {}), ("ok", {"K": "v"}), ("ok", {"k": ""})],
 )
 def test_emitter_refuses_what_the_parser_could_not_read(phase: str, fields: dict[str, str]) -> None:
     with pytest.raises(ValueError, match="phase"):
-        format_phase(phase, **fields)
+        format_marker(phase, **fields)
 
 
 def test_clean_line_strips_escapes_and_redraws() -> None:
@@ -57,11 +58,11 @@ def test_clean_line_strips_escapes_and_redraws() -> None:
 
 def test_marker_after_kernel_noise_on_the_same_line() -> None:
     raw = "[    3.1] random: crng init done" + MARKER + " probe-agent port=vport1p1"
-    assert parse_line(raw) == ("probe-agent", {"port": "vport1p1"})
+    assert parse_line(raw) == PhaseMarker("probe-agent", {"port": "vport1p1"})
 
 
 def test_marker_overdrawn_by_a_progress_redraw_still_counts() -> None:
-    assert parse_line(f"{MARKER} pe-drivers\r  55%  ") == ("pe-drivers", {})
+    assert parse_line(f"{MARKER} pe-drivers\r  55%  ") == PhaseMarker("pe-drivers")
 
 
 def test_garbled_markers_are_ignored_not_half_read() -> None:

@@ -26,6 +26,7 @@ from vmforge.cli.gpu_cmd import gpu
 from vmforge.cli.guest_cmd import guest
 from vmforge.cli.iso_cmd import iso
 from vmforge.cli.media_cmd import media
+from vmforge.cli.probe_cmd import probe
 from vmforge.cli.remote_cmd import remote
 from vmforge.cli.snapshot_cmd import revert_cmd, snapshot
 from vmforge.cli.spec_cmd import spec
@@ -66,6 +67,7 @@ cli.add_command(channel)
 cli.add_command(doctor)
 cli.add_command(remote)
 cli.add_command(guest)
+cli.add_command(probe)
 cli.add_command(snapshot)
 cli.add_command(revert_cmd)
 

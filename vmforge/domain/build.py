@@ -16,7 +16,7 @@ from vmforge.domain.channels import AgentChannel, SerialConsole
 from vmforge.domain.cpu import Cpu
 from vmforge.domain.disks import CdromDisk, VolumeDisk, disk_target
 from vmforge.domain.features import Clock, Features, PowerManagement
-from vmforge.domain.firmware import OsBoot, Uefi
+from vmforge.domain.firmware import DirectKernel, OsBoot, Uefi
 from vmforge.domain.hostdev import PciHostdev
 from vmforge.domain.memballoon import Memballoon
 from vmforge.domain.model import Domain
@@ -64,7 +64,7 @@ def build_domain(
         virt_type=plan.virt_type.value,
         memory_kib=plan.memory // 1024,
         vcpus=plan.vcpus,
-        os=OsBoot(machine=plan.machine, uefi=uefi),
+        os=OsBoot(machine=plan.machine, uefi=uefi, direct=_direct(plan)),
         features=Features(hyperv=enlightened, hide_hypervisor=hide, smm=bool(uefi and uefi.secure)),
         cpu=Cpu(plan.cpu_mode, plan.vcpus),
         clock=Clock(windows=windows, hyperv=enlightened),
@@ -87,10 +87,17 @@ def build_domain(
     )
 
 
+def _direct(plan: Plan) -> DirectKernel | None:
+    boot = plan.direct_boot
+    if boot is None:
+        return None
+    return DirectKernel(str(boot.kernel), str(boot.initrd), boot.cmdline)
+
+
 def _disks(plan: Plan, shape: Shape, media: Mapping[str, VolumeRef]) -> tuple[tuple[VolumeDisk | CdromDisk, ...], bool]:
     bus = plan.disk.bus
     install = shape is Shape.INSTALL
-    roles = media_roles(shape) if plan.os is OsKind.WINDOWS else ()
+    roles = media_roles(shape) if plan.media is not None else ()
     with_media = bool(roles)
     # sdX names are shared by SATA and SCSI disks: the CD-ROMs follow a sda system disk.
     sata_index = 1 if bus in ("sata", "scsi") else 0

@@ -21,9 +21,20 @@ class Uefi:
 
 
 @dataclass(frozen=True)
+class DirectKernel:
+    """Direct kernel boot (``<kernel>``, ``<initrd>``, ``<cmdline>``): QEMU loads the kernel
+    itself, so no disk or CD is booted (the probe guest boots this way)."""
+
+    kernel: str
+    initrd: str
+    cmdline: str
+
+
+@dataclass(frozen=True)
 class OsBoot:
     machine: str
     uefi: Uefi | None  # None: SeaBIOS
+    direct: DirectKernel | None = None
 
     def element(self, parent: Element) -> Element:
         os_el = sub(parent, "os")
@@ -32,5 +43,9 @@ class OsBoot:
             sub(os_el, "loader", self.uefi.loader, readonly="yes", secure=yes_no(self.uefi.secure), type="pflash")
             if self.uefi.nvram_template is not None:
                 sub(os_el, "nvram", template=self.uefi.nvram_template)
+        if self.direct is not None:
+            sub(os_el, "kernel", self.direct.kernel)
+            sub(os_el, "initrd", self.direct.initrd)
+            sub(os_el, "cmdline", self.direct.cmdline)
         # Boot order is given per device (<boot order='N'/>), never here.
         return os_el

@@ -16,7 +16,6 @@ from vmforge.errors import VmforgeError
 from vmforge.libvirt_conn import libvirt_errors
 from vmforge.ownership import VolumeRef
 from vmforge.plan import Plan
-from vmforge.spec import OsKind
 from vmforge.state import VmDir, VmState
 from vmforge.storage import lookup_volume, upload_volume
 
@@ -25,7 +24,7 @@ STATE_KEY = "media_uploads"
 
 def media_sources(plan: Plan, shape: Shape) -> dict[str, Path]:
     """Role -> local file, for the media ``shape`` attaches (installer/virtio-win when given)."""
-    if plan.os is not OsKind.WINDOWS or plan.media is None:
+    if plan.media is None:
         return {}
     candidates = {
         "installer": plan.media.installer_iso,

@@ -2,7 +2,7 @@
 
 The console stream works over remote URIs too; for a local domain whose serial is also logged
 to a file (``<log file=…>``), :func:`follow_log_file` reads the same bytes from the file.
-Either way the bytes go through one :class:`~vmforge.guest.phases.PhaseReader`.
+Either way the bytes go through one :class:`~vmforge.media.phases.PhaseReader`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any
 
 import libvirt
 
-from vmforge.guest.phases import PhaseEvent, PhaseReader
 from vmforge.libvirt_conn import libvirt_errors
 from vmforge.logs import get_logger
+from vmforge.media.phases import PhaseEvent, PhaseReader
 
 log = get_logger("guest.console")
 

@@ -9,7 +9,9 @@ Everything comes from Debian packages fetched with ``apt-get download`` (no othe
 - ``busybox-static`` for init, sh and every tool; ``qemu-guest-agent``'s ``qemu-ga`` plus the
   shared libraries ``ldd`` lists (taken from the host, whose library packages are part of the
   cache key).
-- templates/probe/: the init scripts (real shell files for busybox sh).
+- templates/probe/: the init scripts and the report script (real shell files for busybox sh).
+- ``vmforge-ivshmem-peer``: the static C peer of the ivshmem channel
+  (:func:`vmforge.ivshmem.guest_peer.build_guest_peer`, gcc -static); its SHA-256 is in the key.
 
 The result lives in ``cache_home()/probe/<key>/`` where the key hashes the package versions, the
 host library versions and the init files: a new kernel or an edited script gives a new key.  The
@@ -35,6 +37,7 @@ from typing import Any
 
 from vmforge import paths
 from vmforge.errors import CommandFailed, VmforgeError
+from vmforge.ivshmem.guest_peer import build_guest_peer
 from vmforge.logs import get_logger
 from vmforge.probe import cpio
 from vmforge.resources import DataFolder, data_dir
@@ -53,6 +56,8 @@ MODULES = (
     "virtio_blk",
     "ahci",
     "sr_mod",
+    "sd_mod",
+    "virtio_scsi",
     "isofs",
     "udf",
     "crc32c_generic",
@@ -65,7 +70,9 @@ INIT_FILES = {  # templates/probe/<name> -> path in the initramfs, mode
     "probe-shutdown": ("etc/vmforge/probe-shutdown", 0o755),
     "vmforge-phase": ("usr/bin/vmforge-phase", 0o755),
     "os-release": ("etc/os-release", 0o644),
+    "vmforge-probe-report": ("usr/bin/vmforge-probe-report", 0o755),
 }
+PEER_PATH = "usr/bin/vmforge-ivshmem-peer"
 # panic=-1: a kernel panic reboots at once (QEMU with -no-reboot then exits) instead of hanging.
 CMDLINE = "console=ttyS0 panic=-1 loglevel=4"
 COMMAND_TIMEOUT = 600
@@ -169,6 +176,7 @@ def resolve_inputs() -> dict[str, Any]:
         "modules": list(MODULES),
         "init_files": {name: hashlib.sha256(data).hexdigest() for name, data in _init_files().items()},
         "cmdline": CMDLINE,
+        "ivshmem_peer": _sha256(build_guest_peer()),
     }
 
 
@@ -296,6 +304,8 @@ def _build(inputs: dict[str, Any], work: Path, out: Path) -> dict[str, Any]:
     dep_lines = [f"{rel}: {' '.join(deps[rel])}" for rel in order]
     add(cpio.regular(f"lib/modules/{release}/modules.dep", ("\n".join(dep_lines) + "\n").encode()))
     add(cpio.regular("etc/vmforge/modules", ("\n".join(order) + "\n").encode()))
+
+    add(cpio.regular(PEER_PATH, build_guest_peer().read_bytes(), 0o755))
 
     agent = root / AGENT_BINARY
     add(cpio.regular(AGENT_BINARY, agent.read_bytes(), 0o755))

@@ -1,0 +1,66 @@
+"""``vmforge probe``: boot the probe guest on a spec's hardware and report what it sees."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from vmforge.cli.common import echo, json_option, print_json, spec_options
+from vmforge.domain.review import plan_on_host
+from vmforge.errors import UsageError
+from vmforge.libvirt_conn import connect
+from vmforge.probe.image import ensure_probe_image
+from vmforge.probe.run import run_probe
+from vmforge.spec import Overrides, load_spec
+from vmforge.ui import Reporter
+
+BUILTIN_SPECS = {"demo": Path(__file__).resolve().parent.parent / "probe" / "demo-spec.toml"}
+
+
+@click.command("probe")
+@click.argument("name", required=False)
+@spec_options
+@click.option(
+    "--answer-iso",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Attach this ISO as the answer media CD (default: the VM's built answer media, if the spec has one).",
+)
+@click.option("--keep", is_flag=True, help="Leave the probe domain running (remove it later with 'vmforge destroy').")
+@json_option
+def probe(  # noqa: PLR0917 - click passes the options
+    name: str | None,
+    spec_path: Path | None,
+    sets: tuple[str, ...],
+    answer_iso: Path | None,
+    keep: bool,
+    as_json: bool,
+) -> None:
+    """Boot a tiny Linux guest with the hardware the spec's plan gives (direct kernel boot, BIOS)
+    and report what it sees: PCI devices, memory, CPUs, files on each CD, the ivshmem round
+    trip, boot-to-agent time.  NAME picks a built-in spec (demo) instead of --spec.  The probe
+    domain and everything made for it are removed afterwards, also on errors and Ctrl-C."""
+    if name is not None:
+        if spec_path is not None:
+            raise UsageError("give either NAME or --spec, not both", hint="vmforge probe demo | vmforge probe --spec F")
+        if name not in BUILTIN_SPECS:
+            raise UsageError(f"no built-in probe spec {name!r}", hint=f"built-in: {', '.join(BUILTIN_SPECS)}")
+        spec_path = BUILTIN_SPECS[name]
+    spec, _source = load_spec(spec_path, Overrides(sets))
+    reporter = Reporter()
+    with reporter.step("Building or reusing the probe image"):
+        image = ensure_probe_image()
+    conn = connect(spec.vm.connect)
+    try:
+        plan = plan_on_host(conn, spec)
+        report = run_probe(conn, plan, image, reporter=reporter, answer_iso=answer_iso, keep=keep)
+    finally:
+        conn.close()
+    if as_json:
+        print_json(report.to_data())
+    else:
+        for line in report.lines():
+            echo(line)
+    if not report.ok:
+        raise click.exceptions.Exit(1)
