@@ -25,6 +25,7 @@ from vmforge.paths import data_home, vm_dir
 from vmforge.spec import (
     DiskBus,
     Firmware,
+    GuardProfile,
     IvshmemModel,
     NetworkType,
     OsKind,
@@ -120,6 +121,41 @@ class MediaPlan:
 
 
 @dataclass(frozen=True)
+class PolicyPlan:
+    """One registry value a guard enforces: ``scope`` 'user' (each desktop user and the default
+    profile) or 'machine' (HKLM)."""
+
+    scope: str
+    key: str
+    name: str
+    kind: str  # 'dword' or 'string'
+    value: int | str
+
+    @property
+    def id(self) -> str:
+        return f"{self.scope}:{self.key}\\{self.name}"
+
+
+@dataclass(frozen=True)
+class WatchdogPlan:
+    debounce_ms: int
+    interval_s: int
+    max_failures: int
+
+
+@dataclass(frozen=True)
+class GuardsPlan:
+    profile: str
+    guards: tuple[str, ...]  # in enforcement order
+    desktop_users: tuple[str, ...]
+    default_profile: bool
+    policies: tuple[PolicyPlan, ...]
+    idd_hardware_id: str
+    watchdog: WatchdogPlan
+    user_session_timeout_s: int
+
+
+@dataclass(frozen=True)
 class Plan:
     name: str
     os: OsKind
@@ -155,6 +191,7 @@ class Plan:
     host_resolved: bool = False
     direct_boot: DirectBoot | None = None  # set only by the probe transform (vmforge/probe/transform.py)
     notes: tuple[str, ...] = field(default=())
+    guards: GuardsPlan | None = None  # None: no guard profile
 
     def to_data(self) -> dict[str, Any]:
         def convert(value: Any) -> Any:
@@ -239,7 +276,95 @@ def resolve_plan(
         hibernate=spec.vm.hibernate,
         serial_log=directory / "logs" / "serial0.log" if is_local_uri(spec.vm.connect) else None,
         host_resolved=host is not None,
+        guards=resolve_guards(spec, family),
     )
+
+
+POLICIES_SYSTEM_KEY = "Software\\Microsoft\\Windows\\CurrentVersion\\Policies\\System"
+POLICIES_EXPLORER_KEY = "SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Policies\\Explorer"
+# Specialized displays: Windows 10 2004+ in these editions only (EditionID values; N and LTSC variants).
+SPECIALIZED_EDITION_IDS = (
+    "Enterprise",
+    "EnterpriseN",
+    "EnterpriseS",
+    "EnterpriseSN",
+    "ProfessionalWorkstation",
+    "ProfessionalWorkstationN",
+    "IoTEnterprise",
+    "IoTEnterpriseS",
+)
+SPECIALIZED_MIN_BUILD = 19041
+_SPECIALIZED_NAME_RE = re.compile(r"enterprise|pro(fessional)? for workstations|workstation", re.IGNORECASE)
+_SPECIALIZED_FAMILIES = frozenset({WindowsFamily.W10, WindowsFamily.W11})
+
+
+def resolve_guards(spec: Spec, family: WindowsFamily | None) -> GuardsPlan | None:
+    """The guard profile: which guards, for whom, with which registry values."""
+    section = spec.guards
+    if section.profile is GuardProfile.NONE:
+        return None
+    if spec.os is not OsKind.WINDOWS:
+        raise SpecError(
+            f"guards.profile = '{section.profile.value}' guards a Windows desktop, but os = '{spec.os.value}'",
+            hint="set guards.profile = 'none' for a probe guest",
+        )
+    guards = section.selected
+    if "specialized-panel" in guards:
+        _check_specialized_edition(spec, family)
+    policies: list[PolicyPlan] = []
+    if "policies" in guards:
+        policies += [
+            PolicyPlan("user", POLICIES_SYSTEM_KEY, "NoDispCPL", "dword", 1),
+            PolicyPlan("user", POLICIES_SYSTEM_KEY, "NoDispSettingsPage", "dword", 1),
+        ]
+        if section.hidden_settings_pages:
+            value = "hide:" + ";".join(section.hidden_settings_pages)
+            policies.append(PolicyPlan("machine", POLICIES_EXPLORER_KEY, "SettingsPageVisibility", "string", value))
+        for extra in section.extra_policies:
+            policies.append(PolicyPlan(extra.scope.value, extra.key, extra.name, extra.kind.value, extra.value))
+        ids = [p.id.lower() for p in policies]
+        twice = [p.id for n, p in enumerate(policies) if p.id.lower() in ids[:n]]
+        if twice:
+            raise SpecError(
+                f"guards.extra_policies sets {twice[0]} which another policy already sets",
+                hint="each registry value may be enforced once; remove the duplicate",
+            )
+    return GuardsPlan(
+        profile=section.profile.value,
+        guards=guards,
+        desktop_users=section.desktop_users or (spec.windows.admin_user,),
+        default_profile=section.default_profile,
+        policies=tuple(policies),
+        idd_hardware_id=section.idd_hardware_id,
+        watchdog=WatchdogPlan(
+            debounce_ms=section.watchdog_debounce_ms,
+            interval_s=max(1, round(section.watchdog_interval)),
+            max_failures=section.watchdog_max_failures,
+        ),
+        user_session_timeout_s=max(1, round(section.user_session_timeout)),
+    )
+
+
+def _check_specialized_edition(spec: Spec, family: WindowsFamily | None) -> None:
+    """Refuse what the spec already shows cannot have specialized displays; the guest's own
+    EditionID is checked again before anything changes (an image index says nothing here)."""
+    hint = (
+        "specialized displays need Windows 10 2004+/11 Enterprise, Pro for Workstations or IoT Enterprise; "
+        "pick such an edition, or use guards.profile = 'desktop'"
+    )
+    if family is not None and family not in _SPECIALIZED_FAMILIES:
+        raise SpecError(
+            f"guards.profile = 'compositor' with the specialized-panel guard, but Windows {family.value} "
+            "has no specialized displays",
+            hint=hint,
+        )
+    edition = spec.windows.edition
+    if isinstance(edition, str) and not _SPECIALIZED_NAME_RE.search(edition):
+        raise SpecError(
+            f"guards.profile = 'compositor' with the specialized-panel guard, but windows.edition = "
+            f"{edition!r} has no specialized displays",
+            hint=hint,
+        )
 
 
 def _resolve_uefi(firmware: Firmware, tpm: bool, host: HostFacts | None) -> UefiPlan | None:

@@ -238,6 +238,15 @@ class DisplaySection(Section):
     heads: int = Field(1, ge=1, le=16, description="Number of virtio-gpu heads (monitors).")
     vnc: bool = Field(True, description="Offer a VNC console (bound to vnc_listen).")
     vnc_listen: str = Field("127.0.0.1", description="Address the VNC server listens on.")
+    idd_monitors: int = Field(
+        1, ge=1, le=16, description="Virtual monitors the indirect display driver (MttVDD) creates."
+    )
+    idd_resolutions: tuple[str, ...] = Field(
+        (), description="Modes the virtual monitors offer, WIDTHxHEIGHT; empty: display.resolution only."
+    )
+    refresh_rates: tuple[int, ...] = Field(
+        (60,), description="Refresh rates (Hz) the virtual monitors offer for every mode."
+    )
 
     @field_validator("resolution")
     @classmethod
@@ -248,6 +257,20 @@ class DisplaySection(Section):
         width, height = int(match.group(1)), int(match.group(2))
         if width > MAX_RESOLUTION[0] or height > MAX_RESOLUTION[1] or width < 640 or height < 480:
             raise ValueError("the resolution must lie between 640x480 and 7680x4320")
+        return value
+
+    @field_validator("idd_resolutions")
+    @classmethod
+    def _check_idd_resolutions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for mode in value:
+            cls._check_resolution(mode)
+        return value
+
+    @field_validator("refresh_rates")
+    @classmethod
+    def _check_refresh_rates(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or any(not 24 <= rate <= 500 for rate in value):
+            raise ValueError("give at least one refresh rate, each between 24 and 500 Hz")
         return value
 
     @property
@@ -376,11 +399,173 @@ class IvshmemSection(Section):
 
 class PackageRef(Section):
     name: str = Field(description="Package name: a folder in guest-drivers/ or at 'path'.")
-    path: Path | None = Field(None, description="Folder holding package.toml, when not built in.")
+    path: Path | None = Field(
+        None,
+        description="Folder holding the package's files (and its package.toml when not built in); "
+        "default $STATE/packages/<name>/.",
+    )
+
+
+class GuardProfile(StrEnum):
+    NONE = "none"
+    DESKTOP = "desktop"
+    COMPOSITOR = "compositor"
+
+
+GUARD_NAMES = ("policies", "idd-desktop", "specialized-panel", "topology-watchdog")
+"""Every guard vmforge knows, in the order they are enforced."""
+
+PROFILE_GUARDS: dict[GuardProfile, tuple[str, ...]] = {
+    GuardProfile.NONE: (),
+    GuardProfile.DESKTOP: ("policies", "idd-desktop"),
+    GuardProfile.COMPOSITOR: GUARD_NAMES,
+}
+
+_REG_KEY_RE = re.compile(r"^[A-Za-z0-9 _.\\-]{1,255}$")
+
+
+class PolicyScope(StrEnum):
+    USER = "user"
+    MACHINE = "machine"
+
+
+class PolicyKind(StrEnum):
+    DWORD = "dword"
+    STRING = "string"
+
+
+class ExtraPolicy(Section):
+    scope: PolicyScope = Field(
+        description="'user' (every desktop user and the default profile, under HKCU) or 'machine' (HKLM)."
+    )
+    key: str = Field(
+        description="Registry key below HKCU/HKLM, e.g. 'Software\\Policies\\Microsoft\\Windows\\Explorer'."
+    )
+    name: str = Field(description="Value name.")
+    kind: PolicyKind = Field(PolicyKind.DWORD, description="'dword' or 'string'.")
+    value: int | str = Field(description="The value the guard enforces.")
+
+    @field_validator("key")
+    @classmethod
+    def _check_key(cls, value: str) -> str:
+        if not _REG_KEY_RE.match(value) or value.startswith("\\") or "\\\\" in value:
+            raise ValueError("a registry key is names separated by single backslashes, without the hive")
+        if value.split("\\", 1)[0].upper() in {"HKCU", "HKLM", "HKEY_CURRENT_USER", "HKEY_LOCAL_MACHINE"}:
+            raise ValueError("leave the hive out of the key; 'scope' chooses it")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9 _.-]{1,255}", value):
+            raise ValueError("a value name is letters, digits, ' ', '_', '.' or '-'")
+        return value
+
+    @model_validator(mode="after")
+    def _check_value(self) -> ExtraPolicy:
+        if self.kind is PolicyKind.DWORD and (not isinstance(self.value, int) or not 0 <= self.value <= 0xFFFFFFFF):
+            raise ValueError(f"a dword policy value is an integer from 0 to 4294967295, not {self.value!r}")
+        if self.kind is PolicyKind.STRING and not isinstance(self.value, str):
+            raise ValueError(f"a string policy value is written in quotes, not {self.value!r}")
+        return self
 
 
 class GuardsSection(Section):
-    """Display-settings guards; the guards issue fills in the guard profile."""
+    profile: GuardProfile = Field(
+        GuardProfile.NONE,
+        description="'none', 'desktop' (policies, idd-desktop) or 'compositor' (also the experimental "
+        "specialized-panel and the topology-watchdog; needs an Enterprise, Pro for Workstations or IoT "
+        "Enterprise edition).",
+    )
+    guards: tuple[str, ...] = Field(
+        (),
+        description="The guards to run, when not the profile's own set: 'policies', 'idd-desktop', "
+        "'specialized-panel', 'topology-watchdog'.",
+    )
+    desktop_users: tuple[str, ...] = Field(
+        (), description="Accounts that use the desktop (user-scope policies); empty: windows.admin_user."
+    )
+    default_profile: bool = Field(
+        True, description="Also write the user-scope policies into the default profile (accounts made later)."
+    )
+    hidden_settings_pages: tuple[str, ...] = Field(
+        ("display",),
+        description="Settings pages hidden machine-wide (SettingsPageVisibility 'hide:...'), e.g. ['display'].",
+    )
+    extra_policies: tuple[ExtraPolicy, ...] = Field(
+        (), description="More registry policies to enforce: tables with scope, key, name, kind, value."
+    )
+    idd_hardware_id: str = Field(
+        "Root\\MttVDD", description="Hardware id of the indirect display (IDD) device that carries the desktop."
+    )
+    watchdog_debounce_ms: int = Field(
+        250,
+        ge=1,
+        le=60000,
+        description="Topology watchdog: milliseconds to wait after a display change before re-checking.",
+    )
+    watchdog_interval: Duration = Field(5.0, description="Topology watchdog: periodic re-check interval.")
+    watchdog_max_failures: int = Field(
+        5,
+        ge=1,
+        le=100,
+        description="Topology watchdog: failed re-applies in a row before the safety valve "
+        "gives the panel back to the desktop (and stops re-applying).",
+    )
+    user_session_timeout: Duration = Field(
+        30.0, description="How long a check waits for the desktop user's session to answer."
+    )
+
+    @field_validator("guards")
+    @classmethod
+    def _check_guards(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if name not in GUARD_NAMES:
+                close = difflib.get_close_matches(name, GUARD_NAMES, n=1, cutoff=0.5)
+                tail = f"; did you mean '{close[0]}'?" if close else f" (known: {', '.join(GUARD_NAMES)})"
+                raise ValueError(f"unknown guard {name!r}{tail}")
+        if len(set(value)) != len(value):
+            raise ValueError("a guard is listed twice")
+        return value
+
+    @field_validator("desktop_users")
+    @classmethod
+    def _check_users(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for user in value:
+            if not re.fullmatch(r"[^\"/\\\[\]:;|=,+*?<>@]{1,20}", user) or user.strip(" .") != user:
+                raise ValueError(
+                    f'{user!r} is not a local Windows account name (1-20 characters, no "/\\[]:;|=,+*?<>@)'
+                )
+        return value
+
+    @field_validator("hidden_settings_pages")
+    @classmethod
+    def _check_pages(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for page in value:
+            if not re.fullmatch(r"[a-z0-9-]{1,64}", page):
+                raise ValueError(f"{page!r} is not a Settings page name such as 'display' or 'windowsupdate'")
+        return value
+
+    @field_validator("idd_hardware_id")
+    @classmethod
+    def _check_hwid(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_&\\-]{1,200}", value):
+            raise ValueError("a hardware id looks like Root\\MttVDD")
+        return value
+
+    @model_validator(mode="after")
+    def _check_profile(self) -> GuardsSection:
+        if "specialized-panel" in self.guards and self.profile is not GuardProfile.COMPOSITOR:
+            raise ValueError("the specialized-panel guard needs guards.profile = 'compositor'")
+        if self.guards and self.profile is GuardProfile.NONE:
+            raise ValueError("guards.guards is set but guards.profile = 'none'; choose 'desktop' or 'compositor'")
+        return self
+
+    @property
+    def selected(self) -> tuple[str, ...]:
+        """The guards to run, in enforcement order."""
+        chosen = self.guards or PROFILE_GUARDS[self.profile]
+        return tuple(name for name in GUARD_NAMES if name in chosen)
 
 
 class RemoteSection(Section):

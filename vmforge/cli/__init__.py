@@ -19,18 +19,22 @@ from vmforge import __version__
 from vmforge.cli.answer_cmd import answer
 from vmforge.cli.channel_cmd import channel
 from vmforge.cli.common import VmforgeGroup, print_json
+from vmforge.cli.create_cmd import create
 from vmforge.cli.destroy_cmd import destroy
 from vmforge.cli.doctor_cmd import doctor
 from vmforge.cli.domain_cmd import domain
 from vmforge.cli.gpu_cmd import gpu
+from vmforge.cli.guards_cmd import guards
 from vmforge.cli.guest_cmd import guest
 from vmforge.cli.iso_cmd import iso
 from vmforge.cli.media_cmd import media
+from vmforge.cli.packages_cmd import packages
 from vmforge.cli.probe_cmd import probe
 from vmforge.cli.remote_cmd import remote
 from vmforge.cli.snapshot_cmd import revert_cmd, snapshot
 from vmforge.cli.spec_cmd import spec
 from vmforge.cli.vm_cmd import list_vms
+from vmforge.cli.vmops_cmd import EVERYDAY
 from vmforge.errors import VmforgeError
 from vmforge.logs import redact, setup_logging
 
@@ -67,7 +71,12 @@ cli.add_command(channel)
 cli.add_command(doctor)
 cli.add_command(remote)
 cli.add_command(guest)
+cli.add_command(packages)
+cli.add_command(guards)
 cli.add_command(probe)
+cli.add_command(create)
+for _command in EVERYDAY:
+    cli.add_command(_command)
 cli.add_command(snapshot)
 cli.add_command(revert_cmd)
 

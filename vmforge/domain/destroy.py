@@ -16,6 +16,7 @@ from lxml import etree
 from pydantic import ValidationError
 
 from vmforge.errors import UsageError
+from vmforge.ivshmem.server_daemon import stop_server
 from vmforge.libvirt_conn import libvirt_errors
 from vmforge.ownership import lookup_owned_domain
 from vmforge.plan import SHM_DIR
@@ -104,6 +105,8 @@ def destroy_vm(conn: Any, name: str, vm_dir: VmDir, keep_disk: bool = False, shm
             report.removed.append(f"nvram {nvram}")
         if config.find("devices/tpm") is not None:
             report.removed.append(f"tpm state of {uuid}")
+    if vm_dir.root.exists() and stop_server(vm_dir):  # after the domain, its only client
+        report.removed.append("ivshmem server")
     if vm_dir.root.exists():
         vm_dir.remove()
         report.removed.append(f"state folder {vm_dir.root}")

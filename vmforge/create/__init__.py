@@ -1,0 +1,1 @@
+"""``vmforge create``: the whole job as named, resumable steps (see docs/create.md)."""

@@ -1,0 +1,531 @@
+"""``vmforge create``: compose media, storage, domains, guest channels, packages and guards into
+one resumable run of named steps (:mod:`vmforge.create.steps`).
+
+Every step's outcome (done with a detail, or skipped with the reason) is recorded in the VM's
+state.json as soon as it ends, under the VM's lock; a re-run continues after the last recorded
+step.  Steps that create things go through idempotent calls (``provision`` re-defines the same
+domain, volumes are made only when missing), so a step interrupted half-way is simply redone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import libvirt
+
+from vmforge.create import steps as S
+from vmforge.create.diagnostics import Diagnostics, collect
+from vmforge.create.steps import Skipped, affected_steps, changed_fields
+from vmforge.create.watch import LogFileSource, Wait, events_data, follow, progress_line
+from vmforge.domain.destroy import destroy_vm
+from vmforge.domain.lifecycle import check_startable, provision, remove_media, send_keys, start
+from vmforge.domain.review import plan_on_host
+from vmforge.domain.shapes import Shape
+from vmforge.errors import ChecksFailed, UsageError, VmforgeError
+from vmforge.guest.agent import AgentTransport
+from vmforge.guest.agent_channel import LibvirtAgentChannel
+from vmforge.guest.transport import GuestTransport
+from vmforge.libvirt_conn import connect, libvirt_errors
+from vmforge.media import phases as P
+from vmforge.ownership import lookup_owned_domain
+from vmforge.plan import Plan
+from vmforge.spec import OsKind, Spec
+from vmforge.state import VmDir, VmState
+from vmforge.storage import ensure_pool
+from vmforge.ui import Reporter
+
+SCHEMA = "vmforge.create/1"
+KEY_WINDOW = 90.0  # seconds after start during which Enter is pressed until Setup reports
+KEY_EVERY = 2.0
+PROBE_ANSWER_FILE = "vmforge-probe.txt"
+
+TITLES = {
+    S.PREFLIGHT: "Preflight: plan, host and installer checks",
+    S.ANSWER_MEDIA: "Answer media",
+    S.STORAGE: "Storage pool",
+    S.DEFINE_INSTALL: "Defining the install shape (domain, disk, media volumes)",
+    S.START_INSTALL: "Starting the installation",
+    S.SETUP_PHASES: "Following the installation's phase markers",
+    S.DEFINE_POST_INSTALL: "Switching to the post-install shape",
+    S.START_POST_INSTALL: "Starting the installed system",
+    S.POSTINSTALL: "Waiting for post-install (postinstall-done)",
+    S.GUEST_CHANNEL: "Waiting for the guest agent",
+    S.PACKAGES: "Packages",
+    S.GUARDS: "Guards (enforce)",
+    S.VERIFY: "Verify",
+    S.DETACH_MEDIA: "Detaching installation media",
+    S.ROTATE_PASSWORD: "Rotating the bootstrap password",
+    S.FINAL_SHAPE: "Final shape",
+    S.SNAPSHOT: "Snapshot",
+}
+WINDOWS_ONLY = "Windows only (os = 'probe')"
+
+
+class PlanChanged(UsageError):
+    """The spec's plan differs from the one the VM's completed steps were made for."""
+
+
+class CreateFailed(VmforgeError):
+    """A step failed; names the step and where the diagnostics are."""
+
+    def __init__(self, message: str, hint: str | None, step: str, diagnostics: Diagnostics | None) -> None:
+        super().__init__(message, hint)
+        self.step = step
+        self.diagnostics = diagnostics
+
+    def to_json(self) -> dict[str, Any]:
+        data = super().to_json()
+        data["step"] = self.step
+        data["diagnostics"] = self.diagnostics.to_data() if self.diagnostics else None
+        return data
+
+
+@dataclass
+class StepReport:
+    name: str
+    status: str  # done | skipped (this run) ; done-earlier | skipped-earlier (a previous run)
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CreateResult:
+    name: str
+    os: str
+    state_dir: Path
+    plan_hash: str
+    steps: list[StepReport]
+    phases: list[dict[str, Any]]
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "name": self.name,
+            "os": self.os,
+            "state_dir": str(self.state_dir),
+            "plan_hash": self.plan_hash,
+            "steps": [{"name": s.name, "status": s.status, "detail": s.detail} for s in self.steps],
+            "phases": self.phases,
+        }
+
+
+@dataclass(frozen=True)
+class CreateOptions:
+    restart: bool = False
+    force: bool = False
+
+
+class Create:
+    """One ``vmforge create`` run for ``spec`` on ``conn`` (the caller opens and closes it)."""
+
+    def __init__(
+        self,
+        spec: Spec,
+        conn: Any,
+        *,
+        reporter: Reporter,
+        vm_dir: VmDir | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        stage_root: Path | None = None,
+    ) -> None:
+        self.spec = spec
+        self.conn = conn
+        self.reporter = reporter
+        self.vm_dir = vm_dir or VmDir(spec.vm.name)
+        self.clock = clock
+        self.sleep = sleep
+        self.stage_root = stage_root
+        self.windows = spec.os is OsKind.WINDOWS
+        self.state = VmState(name=spec.vm.name)
+        self.plan: Plan | None = None  # the spec's plan on this host (its hash is the VM's)
+        self.inspection: Any = None
+        self.transport: GuestTransport | None = None
+        self._boot: Any = None
+
+    # -- the run -----------------------------------------------------------------------------
+
+    def run(self, options: CreateOptions = CreateOptions()) -> CreateResult:
+        with self.vm_dir.lock():
+            plan = self._resolve()
+            self.state = self.vm_dir.load() or VmState(name=plan.name)
+            if options.restart and (self.state.steps or lookup_owned_domain(self.conn, plan.name)):
+                self._restart(plan)
+            self._check_plan(plan, options.force)
+            reports = [self._run_step(step) for step in S.STEPS]
+        return CreateResult(
+            plan.name,
+            self.spec.os.value,
+            self.vm_dir.root,
+            plan.digest(),
+            reports,
+            list(self.state.extra.get("phases", [])),
+        )
+
+    def _resolve(self) -> Plan:
+        if self.windows:
+            from vmforge.media.build import inspect_for
+
+            with self.reporter.step("Inspecting the installer ISO"):
+                self.inspection = inspect_for(self.spec)
+            self.plan = plan_on_host(self.conn, self.spec, self.inspection.media_facts())
+        else:
+            self.plan = plan_on_host(self.conn, self.spec)
+        return self.plan
+
+    def _restart(self, plan: Plan) -> None:
+        with self.reporter.step(f"--restart: destroying what earlier runs made for {plan.name}"):
+            report = destroy_vm(self.conn, plan.name, self.vm_dir)
+            for item in report.removed:
+                self.reporter.info(f"removed {item}")
+        self.state = VmState(name=plan.name)
+
+    def _check_plan(self, plan: Plan, force: bool) -> None:
+        digest = plan.digest()
+        new_data = _comparable(plan)
+        if self.state.steps and self.state.plan_hash not in (None, digest):
+            fields = changed_fields(dict(self.state.extra.get("plan", {})), new_data)
+            done = [s.name for s in self.state.steps]
+            stale = affected_steps(fields or ["unknown"], done)
+            what = ", ".join(fields) or "unknown fields"
+            if not force:
+                raise PlanChanged(
+                    f"the plan of VM '{plan.name}' changed since its create started ({what}); "
+                    f"completed steps made for the old plan: {', '.join(stale) or 'none'}",
+                    hint="re-run with --restart to destroy what was made and start over, "
+                    "or --force to keep it and run the remaining steps with the new plan",
+                )
+            self.reporter.warn(f"--force: keeping steps made for the old plan ({', '.join(stale) or 'none'})")
+        self.state.plan_hash = digest
+        self.state.spec_hash = plan.spec_hash
+        self.state.extra["plan"] = new_data
+        self.state.extra["os"] = self.spec.os.value
+        self.vm_dir.save(self.state)
+
+    def _run_step(self, step: str) -> StepReport:
+        record = next((r for r in self.state.steps if r.name == step), None)
+        if record is not None:
+            earlier = "skipped-earlier" if "skipped" in record.detail else "done-earlier"
+            return StepReport(step, earlier, dict(record.detail))
+        method: Callable[[], dict[str, Any] | Skipped] = getattr(self, "_" + step.replace("-", "_"))
+        title = TITLES[step]
+        try:
+            with self.reporter.step(title):
+                outcome = method()
+                if isinstance(outcome, Skipped):
+                    self.reporter.info(f"skipped: {outcome.reason}")
+        except VmforgeError as exc:
+            raise self._failed(step, exc) from None
+        except KeyboardInterrupt:
+            self.vm_dir.save(self.state)  # phases seen so far stay recorded
+            raise
+        if isinstance(outcome, Skipped):
+            self.vm_dir.record_step(self.state, step, skipped=outcome.reason)
+            return StepReport(step, "skipped", {"skipped": outcome.reason})
+        self.vm_dir.record_step(self.state, step, **outcome)
+        return StepReport(step, "done", outcome)
+
+    def _failed(self, step: str, exc: VmforgeError) -> CreateFailed:
+        diag = None
+        if S.STEPS.index(step) >= S.STEPS.index(S.START_INSTALL) and not isinstance(exc, UsageError):
+            plan = self._domain_plan()
+            found = lookup_owned_domain(self.conn, plan.name)
+            diag = collect(
+                self.vm_dir.root,
+                conn=self.conn,
+                dom=found[0] if found else None,
+                serial_log=plan.serial_log,
+                transport=self.transport,
+                windows=self.windows,
+            )
+            self.state.extra["last_failure"] = {"step": step, "message": exc.message, "diagnostics": str(diag.folder)}
+            self.vm_dir.save(self.state)
+        where = f"; diagnostics in {diag.folder}" if diag else ""
+        saved = f" ({', '.join(diag.saved)})" if diag and diag.saved else ""
+        return CreateFailed(
+            f"step {step} failed: {exc.message}{where}{saved}",
+            exc.hint or "fix the cause and re-run the same command: it continues with this step",
+            step,
+            diag,
+        )
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _domain_plan(self) -> Plan:
+        """The plan the domain is built from: the spec's plan, with the answer ISO as written
+        and, for the probe, the probe transform (direct kernel boot) keeping the VM's names."""
+        assert self.plan is not None
+        plan = self.plan
+        answer = self.state.extra.get("answer_iso")
+        if self.windows:
+            if answer and plan.media is not None:
+                plan = dataclasses.replace(plan, media=dataclasses.replace(plan.media, answer_iso=Path(answer)))
+            return plan
+        from vmforge.probe.transform import probe_plan
+
+        transformed = probe_plan(plan, self._probe_boot(), Path(answer) if answer else None)
+        # The transform renames everything to NAME-probe so probing never touches a real VM;
+        # here the probe IS the VM, so its names stay.
+        return dataclasses.replace(
+            transformed,
+            name=plan.name,
+            vm_dir=plan.vm_dir,
+            disk=plan.disk,
+            ivshmem=plan.ivshmem,
+            serial_log=plan.serial_log,
+            media=transformed.media if answer else None,
+        )
+
+    def _probe_boot(self) -> Any:
+        if self._boot is None:
+            from vmforge.probe.image import ensure_probe_image
+            from vmforge.probe.run import SYSTEM_STAGE_DIR, stage_image
+
+            assert self.plan is not None
+            self._boot = stage_image(ensure_probe_image(), self.plan, self.stage_root or SYSTEM_STAGE_DIR)
+        return self._boot
+
+    def _dom(self) -> Any:
+        found = lookup_owned_domain(self.conn, self.spec.vm.name)
+        if found is None:
+            raise VmforgeError(
+                f"domain {self.spec.vm.name} is gone (removed outside vmforge?)",
+                hint="re-run with --restart to start over",
+            )
+        return found[0]
+
+    def _running(self, dom: Any) -> tuple[bool, str]:
+        with libvirt_errors(f"reading the state of {dom.name()}"):
+            state, reason = dom.state()
+        if state == libvirt.VIR_DOMAIN_SHUTOFF:
+            return False, _SHUTOFF.get(reason, str(reason))
+        return True, ""
+
+    def _follow(self, wait: Wait, timeout: float, press_keys: bool = False) -> dict[str, Any]:
+        plan = self._domain_plan()
+        if plan.serial_log is None:
+            raise VmforgeError(
+                f"vm.connect = '{plan.connect}' is remote: following phases needs the serial log on this host",
+                hint="run vmforge create on the libvirt host (remote console following is not built yet)",
+            )
+        dom = self._dom()
+        source = LogFileSource(plan.serial_log)
+        start_wall = time.time()
+        now = self.clock()
+        last_report = [now]
+        last_key = [0.0]
+        seen_phases: list[dict[str, Any]] = list(self.state.extra.get("phases", []))
+
+        def on_event(event: P.PhaseEvent) -> None:
+            entry = {"phase": event.phase, "fields": dict(event.fields), "boot": event.boot}
+            if entry not in seen_phases:
+                seen_phases.append(entry)
+                self.state.extra["phases"] = seen_phases
+                self.state.extra["phase"] = event.phase
+                self.vm_dir.save(self.state)
+                self.reporter.info(f"phase {event.phase} ({time.time() - start_wall:.0f}s)")
+
+        def on_tick(elapsed: float, last: P.PhaseEvent | None) -> None:
+            if press_keys and last is None and elapsed < KEY_WINDOW and elapsed - last_key[0] >= KEY_EVERY:
+                last_key[0] = elapsed
+                # "Press any key to boot from CD or DVD"; the domain may be between states, the
+                # next tick tries again.
+                with contextlib.suppress(VmforgeError):
+                    send_keys(dom, "enter")
+            if self.clock() - last_report[0] >= 30.0:
+                last_report[0] = self.clock()
+                self.reporter.info(progress_line(elapsed, last, time.time()))
+
+        outcome = follow(
+            source,
+            wait,
+            lambda: self._running(dom),
+            deadline=now + timeout,
+            first_sign=now + self.spec.timeouts.boot,
+            on_event=on_event,
+            on_tick=on_tick,
+            clock=self.clock,
+            sleep=self.sleep,
+        )
+        detail: dict[str, Any] = {"phases": [e["phase"] for e in events_data(outcome.seen)]}
+        if outcome.kind == "stopped":
+            detail["stopped"] = outcome.stop_reason
+        return detail
+
+    def _guest(self) -> Any:
+        from vmforge.guest.session import Guest
+
+        assert self.transport is not None
+        return Guest(self.transport)
+
+    def _open_transport(self) -> GuestTransport:
+        if self.transport is None:
+            uri = self.spec.vm.connect
+            self.transport = AgentTransport(LibvirtAgentChannel(lambda: connect(uri), self.spec.vm.name))
+        return self.transport
+
+    # -- steps (each returns its recorded detail, or Skipped) ---------------------------------
+
+    def _preflight(self) -> dict[str, Any] | Skipped:
+        plan = self._domain_plan()
+        check_startable(plan)
+        detail: dict[str, Any] = {"connect": plan.connect, "virt_type": plan.virt_type.value}
+        if self.inspection is not None:
+            detail.update(family=self.inspection.family.value, iso_sha256=self.inspection.iso_sha256)
+        if plan.direct_boot is not None:
+            detail["probe_kernel"] = str(plan.direct_boot.kernel)
+        for note in plan.notes:
+            self.reporter.info(f"note: {note}")
+        return detail
+
+    def _answer_media(self) -> dict[str, Any] | Skipped:
+        if self.windows:
+            from vmforge.media.build import build_media
+
+            _prepared, media = build_media(self.spec, reporter=self.reporter, vm_dir=self.vm_dir)
+        else:
+            from vmforge.media.answer_iso import write_answer_media
+
+            text = f"vm={self.spec.vm.name}\nos=probe\n".encode()
+            media = write_answer_media(self.vm_dir.media, {PROBE_ANSWER_FILE: text})
+        self.state.extra["answer_iso"] = str(media.path)
+        return {"path": str(media.path), "digest": media.inputs_sha256, "reused": media.reused}
+
+    def _storage(self) -> dict[str, Any] | Skipped:
+        plan = self._domain_plan()
+        pool = ensure_pool(self.conn, plan.disk, system=plan.system_uri)
+        with libvirt_errors(f"reading pool {plan.disk.pool}"):
+            return {"pool": str(pool.name())}
+
+    def _define_install(self) -> dict[str, Any] | Skipped:
+        dom = provision(self.conn, self._domain_plan(), Shape.INSTALL, vm_dir=self.vm_dir)
+        with libvirt_errors("reading the domain"):
+            return {"uuid": str(dom.UUIDString()), "shape": Shape.INSTALL.value}
+
+    def _start_install(self) -> dict[str, Any] | Skipped:
+        start(self._dom())
+        return {"started": True}
+
+    def _setup_phases(self) -> dict[str, Any] | Skipped:
+        if self.windows:
+            wait = Wait("Windows Setup's first reboot (install shape: on_reboot = destroy)", stop_ends_wait=True)
+            return self._follow(wait, self.spec.timeouts.install, press_keys=True)
+        wait = Wait("the probe's probe-ready marker", wanted=("probe-ready",))
+        return self._follow(wait, self.spec.timeouts.boot)
+
+    def _define_post_install(self) -> dict[str, Any] | Skipped:
+        if not self.windows:
+            return Skipped(f"{WINDOWS_ONLY}: the probe has no Setup reboot")
+        dom = provision(self.conn, self._domain_plan(), Shape.POST_INSTALL, vm_dir=self.vm_dir)
+        with libvirt_errors("reading the domain"):
+            return {"uuid": str(dom.UUIDString()), "shape": Shape.POST_INSTALL.value}
+
+    def _start_post_install(self) -> dict[str, Any] | Skipped:
+        if not self.windows:
+            return Skipped(f"{WINDOWS_ONLY}: the probe keeps running")
+        start(self._dom())
+        return {"started": True}
+
+    def _postinstall(self) -> dict[str, Any] | Skipped:
+        if not self.windows:
+            return Skipped(f"{WINDOWS_ONLY}: no bootstrap script in the probe")
+        wait = Wait("postinstall-done", wanted=(P.POSTINSTALL_DONE,))
+        return self._follow(wait, self.spec.timeouts.install)
+
+    def _guest_channel(self) -> dict[str, Any] | Skipped:
+        transport = self._open_transport()
+        transport.wait_ready(self.clock() + self.spec.timeouts.agent)
+        info = transport.os_info()
+        return {"channel": transport.name, "os_id": info.id, "os_name": info.name, "version": info.version}
+
+    def _packages(self) -> dict[str, Any] | Skipped:
+        if not self.spec.packages:
+            return Skipped("the spec lists no [[packages]]")
+        from vmforge.packages.install import install_packages
+
+        self._open_transport()
+        assert self.plan is not None
+        # Edition and build: read from the guest's registry (the packages hook does that when not given).
+        report = install_packages(self.spec, self.plan, self.vm_dir, self._guest(), reporter=self.reporter)
+        return {"packages": [{"name": o.name, "action": o.action, "version": o.version} for o in report.outcomes]}
+
+    def _guards(self) -> dict[str, Any] | Skipped:
+        assert self.plan is not None
+        if not self.windows:
+            return Skipped(WINDOWS_ONLY)
+        if self.plan.guards is None:
+            return Skipped("guards.profile = 'none'")
+        from vmforge.guards.runner import GuardRunner
+
+        self._open_transport()
+        report = GuardRunner(self.plan, self.vm_dir, self._guest(), progress=self.reporter.info).run("enforce")
+        if not report.ok:
+            raise ChecksFailed(
+                f"guards not enforced: {', '.join(r.guard for r in report.not_ok())}",
+                hint="see 'vmforge guards check NAME' for each guard's finding",
+                report=report.to_data(),
+            )
+        return {"counts": report.counts()}
+
+    def _verify(self) -> dict[str, Any] | Skipped:
+        transport = self._open_transport()
+        checks: dict[str, Any] = {}
+        result = transport.run(["/bin/true"] if not self.windows else ["cmd.exe", "/c", "ver"], timeout=60.0)
+        if result.rc != 0:
+            raise VmforgeError(f"a command over {transport.name} exited {result.rc}", hint="see the guest's logs")
+        checks["agent_exec"] = "ok"
+        failed = [n for n, r in dict(self.state.extra.get("packages", {})).items() if r.get("status") == "failed"]
+        if failed:
+            raise ChecksFailed(f"packages recorded as failed: {', '.join(failed)}", hint="re-run to install them again")
+        checks["packages"] = "ok"
+        assert self.plan is not None
+        if self.windows and self.plan.guards is not None:
+            from vmforge.guards.runner import GuardRunner
+
+            report = GuardRunner(self.plan, self.vm_dir, self._guest()).run("check")
+            if not report.ok:
+                raise ChecksFailed(
+                    f"guards check: {', '.join(r.guard for r in report.not_ok())} not ok",
+                    hint="see 'vmforge guards check NAME'",
+                    report=report.to_data(),
+                )
+            checks["guards"] = "ok"
+        return checks
+
+    def _detach_media(self) -> dict[str, Any] | Skipped:
+        return {"removed": remove_media(self._dom())}
+
+    def _rotate_password(self) -> dict[str, Any] | Skipped:
+        if not self.windows:
+            return Skipped(WINDOWS_ONLY)
+        if self.spec.windows.password.get_secret_value() != "generate":
+            return Skipped("windows.password is set in the spec: vmforge does not own it")
+        from vmforge.guest.remote_access import rotate_admin_password
+
+        rotate_admin_password(self.spec, self.vm_dir, self._open_transport())
+        return {"rotated": True}
+
+    def _final_shape(self) -> dict[str, Any] | Skipped:
+        plan = self._domain_plan()
+        final = dataclasses.replace(plan, media=None) if plan.media is not None else plan
+        dom = provision(self.conn, final, Shape.FINAL, vm_dir=self.vm_dir)
+        with libvirt_errors("reading the domain"):
+            return {"uuid": str(dom.UUIDString()), "shape": Shape.FINAL.value}
+
+    def _snapshot(self) -> dict[str, Any] | Skipped:
+        return Skipped("snapshots are the images issue's (not built yet)")
+
+
+_SHUTOFF = {0: "unknown", 1: "shutdown", 2: "destroyed", 3: "crashed", 4: "migrated", 5: "saved", 6: "failed"}
+
+
+def _comparable(plan: Plan) -> dict[str, Any]:
+    """The plan as recorded for telling which fields changed (notes are commentary)."""
+    data = plan.to_data()
+    data.pop("notes", None)
+    return data

@@ -1,0 +1,1 @@
+"""Guest packages: drivers and apps copied into a guest, installed, verified, recorded."""
