@@ -82,13 +82,16 @@ def definition_drift(actual_xml: str, expected_xml: str) -> list[str]:
     expected = etree.fromstring(expected_xml.encode())
     found = []
     for label, path in COMPARED.items():
-        have = sorted(str(v) for v in actual.xpath(path))
-        want = sorted(str(v) for v in expected.xpath(path))
+        have, want = _values(actual, path), _values(expected, path)
         if have != want:
-            found.append(
-                f"domain {label}: is {', '.join(have) or 'absent'}, the plan says {', '.join(want) or 'absent'}"
-            )
+            shown = ", ".join(have) or "absent"
+            found.append(f"domain {label}: is {shown}, the plan says {', '.join(want) or 'absent'}")
     return found
+
+
+def _values(root: Any, path: str) -> list[str]:
+    result = root.xpath(path)
+    return sorted(str(v).strip() for v in result) if isinstance(result, list) else [str(result)]
 
 
 def check_drift(
