@@ -26,6 +26,7 @@ from vmforge.cli.domain_cmd import domain
 from vmforge.cli.gpu_cmd import gpu
 from vmforge.cli.guards_cmd import guards
 from vmforge.cli.guest_cmd import guest
+from vmforge.cli.image_cmd import clone, image, reprovision_cmd
 from vmforge.cli.iso_cmd import iso
 from vmforge.cli.media_cmd import media
 from vmforge.cli.packages_cmd import packages
@@ -79,6 +80,9 @@ for _command in EVERYDAY:
     cli.add_command(_command)
 cli.add_command(snapshot)
 cli.add_command(revert_cmd)
+cli.add_command(image)
+cli.add_command(clone)
+cli.add_command(reprovision_cmd)
 
 
 def _report(message: str, hint: str | None, code: int, as_json: bool, extra: dict[str, Any] | None = None) -> None:

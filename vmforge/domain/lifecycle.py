@@ -161,5 +161,8 @@ def remove_media(dom: Any) -> list[str]:
                 continue  # not ours, or already empty (an ejected tray keeps <source index='N'/>)
             disk.remove(source)
             with libvirt_errors(f"ejecting the {disk.findtext('serial')} media of {dom.name()}"):
-                dom.updateDeviceFlags(etree.tostring(disk, encoding="unicode"), libvirt.VIR_DOMAIN_AFFECT_LIVE)
+                # FORCE: a guest that mounted the CD keeps its tray locked ("timed out waiting to
+                # open tray"); the media is vmforge's and the guest is done with it.
+                flags = libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_DEVICE_MODIFY_FORCE
+                dom.updateDeviceFlags(etree.tostring(disk, encoding="unicode"), flags)
     return removed

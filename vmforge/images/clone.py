@@ -24,7 +24,7 @@ from vmforge.errors import UsageError, VmforgeError
 from vmforge.guest.agent import AgentTransport
 from vmforge.guest.agent_channel import LibvirtAgentChannel
 from vmforge.guest.session import Guest
-from vmforge.images.files import replace_state, write_private
+from vmforge.images.files import replace_state, state_digest, write_private
 from vmforge.images.generalize import PROBE_IDENTITY
 from vmforge.images.specialize import probe_identity, read_probe_file, windows_specialization, write_probe_identity
 from vmforge.images.store import IMAGE_KEY, Image, nvram_copy, tpm_copy
@@ -33,7 +33,7 @@ from vmforge.libvirt_conn import connect
 from vmforge.media.checksum import file_sha256
 from vmforge.ownership import lookup_owned_domain
 from vmforge.plan import Plan
-from vmforge.spec import OsKind
+from vmforge.spec import Firmware, OsKind
 from vmforge.state import VmDir, VmState
 from vmforge.storage import ensure_pool, lookup_volume
 from vmforge.ui import Reporter
@@ -92,6 +92,11 @@ def clone_vm(
             f"disk.pool = '{plan.disk.pool}' but image {image.id[:16]} lives in pool '{image.pool}'",
             hint=f"a linked clone's overlay sits beside its base: use --set disk.pool={image.pool}",
         )
+    if image.nvram and plan.firmware is Firmware.BIOS:
+        raise UsageError(
+            f"image {image.id[:16]} carries UEFI NVRAM but the clone's plan has BIOS firmware",
+            hint="clone with the image's firmware (vm.firmware = 'uefi' or 'uefi-secure')",
+        )
     if lookup_owned_domain(conn, plan.name) is not None:
         raise UsageError(
             f"VM '{plan.name}' already exists", hint=f"pick another NAME, or 'vmforge destroy {plan.name}' first"
@@ -109,6 +114,9 @@ def clone_vm(
             replace_state(nvram_copy(image), files.nvram)
         if files.tpm_dir is not None:
             replace_state(tpm_copy(image), files.tpm_dir)
+        for saved, live in ((nvram_copy(image), files.nvram), (tpm_copy(image), files.tpm_dir)):
+            if live is not None and state_digest(saved) != state_digest(live):
+                raise VmforgeError(f"copying {saved} to {live} did not give the same content", hint="run it again")
         state = vm_dir.load() or VmState(name=plan.name)
         state.plan_hash, state.spec_hash = plan.digest(), plan.spec_hash
         state.extra[IMAGE_KEY] = image.id
