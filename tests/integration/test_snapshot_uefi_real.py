@@ -25,12 +25,14 @@ from images_support import (  # noqa: F401 - fixture
 from vmforge.domain.destroy import destroy_vm
 from vmforge.domain.lifecycle import provision, start
 from vmforge.domain.shapes import Shape
-from vmforge.errors import VmforgeError
+from vmforge.errors import ChecksFailed, VmforgeError
 from vmforge.images.files import state_digest
+from vmforge.images.reprovision import check_drift, raise_on_drift, reprovision
 from vmforge.images.snapshot import known_good, list_snapshots, revert, take_snapshot
 from vmforge.images.vmfiles import vm_files
 from vmforge.ownership import domain_owner
 from vmforge.state import VmDir
+from vmforge.ui import Reporter
 
 pytestmark = pytest.mark.integration
 
@@ -109,6 +111,23 @@ def test_snapshot_and_revert_restore_disk_nvram_and_tpm_exactly(
     start_and_stop(dom)  # QEMU and swtpm accept the restored chain and state
     missing = vmforge("revert", NAME, "nope", "--connect", "qemu:///system")
     assert missing.code == 2 and "no snapshot labelled 'nope'" in missing.stderr
+
+    # reprovision: no drift against its own plan; a changed plan is drift; --from snapshot
+    # (the known-good one, 'base') puts the damaged VM back.
+    assert check_drift(system_conn, NAME, plan, vm_dir).ok
+    bigger = uefi_tpm_plan(system_conn, img_pool_dir, NAME, vm={"memory": "192MiB"})
+    drift = check_drift(system_conn, NAME, bigger, vm_dir)
+    assert any(d.startswith("domain memory: is 131072") for d in drift.drift), drift.drift
+    with pytest.raises(ChecksFailed, match="drifted: domain memory"):
+        raise_on_drift(drift)
+    revert(system_conn, NAME, vm_dir, "damaged")  # a TPM state swtpm refuses (CMD_INIT fails)
+    result = reprovision(system_conn, NAME, plan, vm_dir, source=None, reporter=Reporter(), guest=None)
+    assert result == {"name": NAME, "from": "snapshot", "snapshot": "base", "restarted": False}
+    assert fingerprint(dom, disk, tmp_path) == first
+    start(dom)  # starts again; a running VM is powered off, reverted and started again
+    result = reprovision(system_conn, NAME, plan, vm_dir, source="snapshot", reporter=Reporter(), guest=None)
+    assert result["restarted"] and dom.isActive()
+    dom.destroy()
 
     layers = [img_pool_dir / f"{NAME}.snap-{label}.qcow2" for label in ("base", "damaged")]
     report = destroy_vm(system_conn, NAME, vm_dir)
