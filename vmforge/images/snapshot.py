@@ -116,11 +116,11 @@ def take_snapshot(
     known_good_mark: bool = False,
     clock: Callable[[], datetime] = utc_now,
 ) -> Snapshot:
+    label = label or default_label(clock)
+    check_label(label)
     require_local(conn)
     dom, tag = owned_domain(conn, name)
     require_shut_off(dom, "a snapshot")
-    label = label or default_label(clock)
-    check_label(label)
     state = vm_dir.load() or VmState(name=name)
     records = [Snapshot.from_data(item) for item in state.extra.get(STATE_KEY, [])]
     if any(record.label == label for record in records):
