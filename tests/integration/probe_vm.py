@@ -1,7 +1,8 @@
 """Boot the probe image under plain QEMU (TCG) for tests: no libvirt, so no second domain builder.
 
-The real probe boots from vmforge's own domain XML once the domain builder lands; these tests
-exercise the image, its init and the agent protocol over a real virtio-serial port meanwhile.
+``vmforge probe`` boots from vmforge's own domain XML (test_probe_libvirt.py); these tests
+exercise the image, its init and the agent protocol over a real virtio-serial port without a
+daemon (reboots, scratch disk formatting, the agent's Unix-socket protocol).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from probe_vm import probe_image  # noqa: F401 - fixture
 
+from vmforge.ivshmem.guest_peer import build_guest_peer
 from vmforge.probe.image import ProbeImage, cache_key, ensure_probe_image, resolve_inputs
 from vmforge.resources import DataFolder, data_dir
 
@@ -58,7 +59,8 @@ def test_editing_an_init_script_changes_the_key(tmp_path: Path, monkeypatch: pyt
 def test_image_holds_init_agent_libraries_and_modules_in_order(probe_image: ProbeImage, tmp_path: Path) -> None:  # noqa: F811
     names = set(initramfs_listing(probe_image))
     for needed in ("init", "bin/busybox", "bin/sh", "sbin/mke2fs", "usr/sbin/qemu-ga", "etc/inittab",
-                   "etc/vmforge/probe-init", "usr/bin/vmforge-phase", "dev/console", "etc/os-release"):  # fmt: skip
+                   "etc/vmforge/probe-init", "usr/bin/vmforge-phase", "dev/console", "etc/os-release",
+                   "usr/bin/vmforge-probe-report", "usr/bin/vmforge-ivshmem-peer"):  # fmt: skip
         assert needed in names, needed
     for library in probe_image.manifest["libraries"]:
         assert library.lstrip("/") in names
@@ -72,6 +74,7 @@ def test_image_holds_init_agent_libraries_and_modules_in_order(probe_image: Prob
     release = probe_image.manifest["kernel_release"]
     for module in order:
         assert f"lib/modules/{release}/{module}" in names
+    assert extract(probe_image, "usr/bin/vmforge-ivshmem-peer", tmp_path) == build_guest_peer().read_bytes()
     template = (data_dir(DataFolder.TEMPLATES) / "probe" / "probe-init").read_bytes()
     assert extract(probe_image, "etc/vmforge/probe-init", tmp_path) == template
 

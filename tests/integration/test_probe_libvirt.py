@@ -180,6 +180,9 @@ def test_answer_media_is_mounted_and_read_by_the_guest_kernel(running: Running, 
     assert text.stdout == ANSWER_FILES["autounattend.xml"]
     assert facts.device(IVSHMEM_ID) is not None
     assert (facts.cpus, facts.disks) == (1, {"vda": 64 * 1024**2})
+    # os = "probe" with a virtio disk: the probe formatted the blank disk and mounted it.
+    disk = next(e for e in running.console.reader.events if e.phase == "probe-disk")
+    assert dict(disk.fields) == {"dev": "vda", "formatted": "yes", "mounted": "yes"}
 
 
 def test_guest_cli_exec_cp_wait(running: Running, vmforge: Any, tmp_path: Path) -> None:
@@ -216,7 +219,7 @@ def test_ivshmem_channel_check_across_the_vm_boundary(running: Running, vmforge:
     assert ivshmem is not None
     t0 = time.monotonic()
     result = vmforge(
-        "channel", "check", "--shm", str(ivshmem.path), "--resolution", "3840x2160",
+        "channel", "check", running.plan.name, "--shm", str(ivshmem.path), "--resolution", "3840x2160",
         "--timeout", "90", "--messages", "64", "--json",
     )  # fmt: skip
     elapsed = time.monotonic() - t0
@@ -274,6 +277,7 @@ def test_vmforge_probe_cli_reports_and_removes_the_probe(
     (cd,) = report["guest"]["cds"].values()
     assert set(cd["files"]) == set(ANSWER_FILES)
     assert report["ivshmem"]["ok"] and report["ivshmem"]["frame"]["crc_ok"]
+    assert report["ivshmem"]["bar_size"] == 16 * 1024**2  # the 1280x720 auto size
     assert [p["phase"] for p in report["phases"]][:2] == ["probe-init", "probe-modules"]
     conn = connect(URI)
     try:

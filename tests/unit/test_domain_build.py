@@ -93,9 +93,9 @@ NOT_IN_XML = {
     "disk.pool_dir": "where a new pool lives (storage API)",
     "windows.family": "reaches the XML through firmware, TPM, bus and NIC defaults (golden files)",
     "gpu.allow_shared_group": "decides which functions pass (tests/unit/test_pci.py)",
-    "display.idd_monitors": "the guest's IDD package settings (tests/unit/test_packages_manifest.py)",
-    "display.idd_resolutions": "the guest's IDD package settings (tests/unit/test_packages_manifest.py)",
-    "display.refresh_rates": "the guest's IDD package settings (tests/unit/test_packages_manifest.py)",
+    "display.idd_monitors": "guest side: MttVDD's vdd_settings.xml (tests/unit/test_packages_manifest.py)",
+    "display.idd_resolutions": "guest side: MttVDD's vdd_settings.xml (tests/unit/test_packages_manifest.py)",
+    "display.refresh_rates": "guest side: MttVDD's vdd_settings.xml (tests/unit/test_packages_manifest.py)",
 }
 DOMAIN_SECTIONS = ("vm", "disk", "network", "display", "virtio_win", "gpu", "ivshmem")
 

@@ -53,6 +53,7 @@ def test_the_transform_changes_only_what_the_probe_needs() -> None:
         "serial_log", "notes",
     }  # fmt: skip
     assert probe.name == "win-probe" and probe.disk.volume == "win-probe.qcow2"
+    assert probe.direct_boot == BOOT  # a Windows plan's disk is not formatted by the probe
     assert probe.disk.bus == plan.disk.bus and probe.disk.size == plan.disk.size
     assert probe.ivshmem is not None and plan.ivshmem is not None
     assert probe.ivshmem.path == Path("/dev/shm/vmforge-win-probe") and probe.ivshmem.size == plan.ivshmem.size
@@ -78,6 +79,7 @@ def test_the_probe_domain_boots_the_kernel_with_bios_and_keeps_the_devices() -> 
 def test_a_probe_spec_without_media_gets_no_cd_and_an_answer_iso_is_attached_when_given() -> None:
     data = {"os": "probe", "vm": {"name": "p", "virt_type": "qemu"}}
     bare = probe_plan(plan_for(data), BOOT)
+    assert bare.direct_boot is not None and bare.direct_boot.cmdline == "console=ttyS0 vmforge.disk=vda"
     assert bare.media is None and media_sources(bare, Shape.POST_INSTALL) == {}
     assert probe_xml(bare).find("devices/disk[@device='cdrom']") is None
     with_answer = probe_plan(plan_for(data), BOOT, answer_iso=Path("/tmp/answer.iso"))

@@ -169,8 +169,8 @@ def stop_cmd(  # noqa: PLR0917 - click passes every option
             if not dom.isActive():
                 echo(f"{name} is not running")
                 return
-            if not force:
-                dom.shutdown()
+            if not force:  # the guest agent's shutdown when it answers, else the ACPI button
+                dom.shutdownFlags(libvirt.VIR_DOMAIN_SHUTDOWN_GUEST_AGENT | libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN)
         try:
             reason = "forced" if force else wait_for_stop(dom, timeout)
         except VmforgeError:

@@ -158,6 +158,8 @@ class Create:
                 self._restart(plan)
             self._check_plan(plan, options.force)
             reports = [self._run_step(step) for step in S.STEPS]
+            if self.state.extra.pop("last_failure", None) is not None:
+                self.vm_dir.save(self.state)  # the failure is behind us; status stops showing it
         return CreateResult(
             plan.name,
             self.spec.os.value,
@@ -214,6 +216,7 @@ class Create:
             return StepReport(step, earlier, dict(record.detail))
         method: Callable[[], dict[str, Any] | Skipped] = getattr(self, "_" + step.replace("-", "_"))
         title = TITLES[step]
+        began = self.clock()
         try:
             with self.reporter.step(title):
                 outcome = method()
@@ -224,9 +227,11 @@ class Create:
         except KeyboardInterrupt:
             self.vm_dir.save(self.state)  # phases seen so far stay recorded
             raise
+        seconds = round(self.clock() - began, 2)
         if isinstance(outcome, Skipped):
             self.vm_dir.record_step(self.state, step, skipped=outcome.reason)
             return StepReport(step, "skipped", {"skipped": outcome.reason})
+        outcome["seconds"] = seconds
         self.vm_dir.record_step(self.state, step, **outcome)
         return StepReport(step, "done", outcome)
 
@@ -247,12 +252,14 @@ class Create:
             self.vm_dir.save(self.state)
         where = f"; diagnostics in {diag.folder}" if diag else ""
         saved = f" ({', '.join(diag.saved)})" if diag and diag.saved else ""
-        return CreateFailed(
+        failed = CreateFailed(
             f"step {step} failed: {exc.message}{where}{saved}",
             exc.hint or "fix the cause and re-run the same command: it continues with this step",
             step,
             diag,
         )
+        failed.exit_code = exc.exit_code  # a spec problem stays exit 2, a failed check exit 3
+        return failed
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -528,4 +535,5 @@ def _comparable(plan: Plan) -> dict[str, Any]:
     """The plan as recorded for telling which fields changed (notes are commentary)."""
     data = plan.to_data()
     data.pop("notes", None)
+    data.pop("spec_hash", None)  # follows from the fields themselves
     return data

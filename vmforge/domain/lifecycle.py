@@ -160,9 +160,9 @@ def remove_media(dom: Any) -> list[str]:
             if disk.findtext("serial") not in MEDIA_ROLES or source is None or not loaded:
                 continue  # not ours, or already empty (an ejected tray keeps <source index='N'/>)
             disk.remove(source)
+            # Forced: a guest that has the CD mounted keeps its tray locked ("timed out waiting
+            # to open tray"); the media is done with, so the eject must not depend on the guest.
+            flags = libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_DEVICE_MODIFY_FORCE
             with libvirt_errors(f"ejecting the {disk.findtext('serial')} media of {dom.name()}"):
-                # FORCE: a guest that mounted the CD keeps its tray locked ("timed out waiting to
-                # open tray"); the media is vmforge's and the guest is done with it.
-                flags = libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_DEVICE_MODIFY_FORCE
                 dom.updateDeviceFlags(etree.tostring(disk, encoding="unicode"), flags)
     return removed

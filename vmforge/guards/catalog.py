@@ -54,6 +54,16 @@ class AtLeast:
         return {"at_least": self.value}
 
 
+@dataclass(frozen=True)
+class SameNames:
+    """A comma-separated list of account names, in any order and case (Windows compares them so)."""
+
+    values: tuple[str, ...]
+
+    def to_data(self) -> dict[str, Any]:
+        return {"same_names": list(self.values)}
+
+
 def guest_file_bytes(text: str) -> bytes:
     """Scripts go to the guest as UTF-8 with a BOM (Windows PowerShell 5.1 reads BOM-less files as ANSI)."""
     return UTF8_BOM + text.encode("utf-8")
@@ -92,7 +102,7 @@ def expected_items(guard: str, plan: GuardsPlan, layout: GuestLayout) -> list[Ex
             Expected("task.registered", True),
             Expected("task.enabled", True),
             Expected("task.arguments", watchdog_arguments(layout)),
-            Expected("task.users", ",".join(sorted(set(plan.desktop_users)))),
+            Expected("task.users", SameNames(plan.desktop_users)),
             Expected("script.sha256", watchdog_digest(plan, layout)),
             Expected("watchdog.alive", True),
             Expected("valve.tripped", False),
@@ -104,6 +114,10 @@ def _matches(expected: Any, found: Any) -> bool | None:
     """Special comparisons; None: use the ordinary one."""
     if isinstance(expected, OneOf):
         return isinstance(found, str) and found in expected.values
+    if isinstance(expected, SameNames):
+        return isinstance(found, str) and {n.casefold() for n in found.split(",") if n} == {
+            n.casefold() for n in expected.values
+        }
     if isinstance(expected, AtLeast):
         return isinstance(found, int | float) and not isinstance(found, bool) and found >= expected.value
     return None
@@ -136,7 +150,7 @@ def evaluate(guard: str, plan: GuardsPlan, layout: GuestLayout, answer: GuestAns
 
 def _jsonable(item: ItemResult) -> ItemResult:
     expected = item.expected
-    if isinstance(expected, OneOf | AtLeast):
+    if isinstance(expected, OneOf | AtLeast | SameNames):
         expected = expected.to_data()
     return replace(item, expected=expected)
 

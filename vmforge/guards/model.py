@@ -174,17 +174,19 @@ def compare(expected: Sequence[Expected], answer: GuestAnswer) -> list[ItemResul
 
 
 def verdict(items: Sequence[ItemResult]) -> Status:
-    """ok only when every item was read back and matches; missing when nothing of it is there."""
+    """ok only when every item was read back and matches; missing when nothing of it was found;
+    drifted when something known differs; unverified when nothing is known to be wrong but not
+    everything could be read."""
     if not items:
         return Status.UNVERIFIED
     states = {item.state for item in items}
     if states == {ItemState.OK}:
         return Status.OK
-    if states == {ItemState.ABSENT}:
-        return Status.MISSING
-    if states & {ItemState.DIFFERS, ItemState.ABSENT}:
-        return Status.DRIFTED
-    return Status.UNVERIFIED
+    if not states & {ItemState.DIFFERS, ItemState.ABSENT}:
+        return Status.UNVERIFIED
+    if not states & {ItemState.OK, ItemState.DIFFERS}:
+        return Status.MISSING  # nothing of it was found (some parts may not be readable at all)
+    return Status.DRIFTED
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,10 @@ file, which is how the test suite checks its protocol logic against the Python h
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 from vmforge.errors import CommandFailed
@@ -30,10 +32,13 @@ def build_guest_peer(out_dir: Path | None = None, *, cc: str = "gcc") -> Path:
     if shutil.which(cc) is None:
         raise CommandFailed(f"{cc} is not installed; it builds the ivshmem guest peer", hint="apt-get install gcc")
     out_dir.mkdir(parents=True, exist_ok=True)
-    partial = out_dir / f".{BINARY_NAME}.partial"
+    # A name of its own per build: concurrent builders (the probe image is built by several
+    # processes at once) never write the same file; the rename is atomic.
+    partial = out_dir / f".{BINARY_NAME}.{os.getpid()}.{threading.get_ident()}.partial"
     cmd = [cc, "-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(partial), str(SOURCE)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False)
     if proc.returncode != 0:
+        partial.unlink(missing_ok=True)
         raise CommandFailed(
             f"building the ivshmem guest peer failed ({cc} exited {proc.returncode})",
             hint="static linking needs libc6-dev (libc.a)",

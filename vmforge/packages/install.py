@@ -203,7 +203,7 @@ def _records(state: VmState) -> dict[str, Any]:
     return records
 
 
-def _decide(item: CheckedPackage, record: dict[str, Any] | None) -> str:
+def decide_action(item: CheckedPackage, record: dict[str, Any] | None) -> str:
     """'installed', 'upgraded' or 'check' (same digest: verify decides); PackageError when a
     driver's files changed without a newer DriverVer."""
     if record is None or record.get("status") != "installed":
@@ -226,7 +226,7 @@ def _decide(item: CheckedPackage, record: dict[str, Any] | None) -> str:
 def _install_one(item: CheckedPackage, guest: Guest, root: str, vm_dir: VmDir, state: VmState) -> PackageOutcome:
     records = _records(state)
     record = records.get(item.name)
-    decision = _decide(item, record)
+    decision = decide_action(item, record)
     adapter = guest.adapter
     stage = adapter.join(root, item.name)
     driver_ver = item.driver_ver.text if item.driver_ver else None
@@ -295,7 +295,11 @@ def _place(guest: Guest, local: Path, sha256: str, remote: str) -> bool:
             f"creating {parent} in the guest failed (exit {made.rc}): "
             f"{made.stderr.decode('utf-8', 'replace').strip()[:200]}"
         )
-    guest.copy_in(local, remote)
+    if guest.copy_in(local, remote) != sha256:
+        raise GuestError(
+            f"{local} changed on the host after the package check",
+            hint="do not modify package files during an install; run it again",
+        )
     return True
 
 

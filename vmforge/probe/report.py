@@ -115,10 +115,10 @@ class ProbeReport:
             out += [f"    {path} ({size} bytes)" for path, size in sorted(files.items())]
         if self.ivshmem is not None:
             echo, frame = self.ivshmem["echo"], self.ivshmem["frame"]
-            out.append(
-                f"  ivshmem {self.ivshmem['device']}: echo {echo['messages']} ok={echo['ok']}, "
-                f"frame {self.ivshmem['resolution']} {frame['bytes']} bytes crc_ok={frame['crc_ok']}"
-            )
+            bar = self.ivshmem.get("bar_size")
+            device = self.ivshmem["device"]
+            out.append(f"  ivshmem {device} (BAR2 {bar} bytes): echo {echo['messages']} ok={echo['ok']}")
+            out.append(f"    frame {self.ivshmem['resolution']}: {frame['bytes']} bytes, crc_ok={frame['crc_ok']}")
         out += [f"  problem: {p}" for p in self.problems]
         out.append(f"  probe domain removed: {'yes' if self.removed else 'no (--keep)'}")
         return out

@@ -241,6 +241,10 @@ def _ivshmem_check(  # noqa: PLR0917 - one private call site
     data = check.to_data()
     data["device"] = device.address
     data["bar"] = bar
+    size = transport.run(["stat", "-c", "%s", bar], timeout=timeouts.command)
+    data["bar_size"] = int(size.stdout) if size.rc == 0 and size.stdout.strip().isdigit() else None
+    if data["bar_size"] != ivshmem.size:
+        problems.append(f"the guest's ivshmem BAR2 is {data['bar_size']} bytes, the plan gives {ivshmem.size}")
     if not check.ok:
         problems.append(f"ivshmem round trip failed: {data}")
     return data

@@ -7,7 +7,9 @@ Linux kernel, or would collide with the real VM, changes:
 - ``name`` gets the ``-probe`` suffix (its own domain, disk volume, state folder and ivshmem
   backing file), so probing never touches the real VM;
 - ``direct_boot``: QEMU loads the probe kernel and initramfs itself (``<kernel>``, ``<initrd>``,
-  ``<cmdline>``); no disk or CD is booted;
+  ``<cmdline>``); no disk or CD is booted.  With ``os = "probe"`` and a virtio disk the command
+  line names it (``vmforge.disk=vda``): the probe formats it when blank and mounts it on
+  /mnt/disk, so disk-based flows have real data to check;
 - ``firmware``: BIOS (SeaBIOS), so no UEFI loader, NVRAM or secure boot (``smm`` follows);
 - ``cpu_mode``: ``qemu64`` when ``virt_type = "qemu"`` (TCG), a model every TCG build runs the
   Debian kernel on; under KVM the spec's CPU is kept;
@@ -24,7 +26,7 @@ import dataclasses
 from pathlib import Path
 
 from vmforge.plan import DirectBoot, MediaPlan, Plan
-from vmforge.spec import Firmware, VirtType
+from vmforge.spec import Firmware, OsKind, VirtType
 
 SUFFIX = "-probe"
 TCG_CPU = "qemu64"
@@ -50,6 +52,8 @@ def probe_plan(plan: Plan, boot: DirectBoot, answer_iso: Path | None = None) -> 
     media = (
         MediaPlan(installer_iso=None, virtio_win_iso=virtio_win, answer_iso=answer) if answer or virtio_win else None
     )
+    if plan.os is OsKind.PROBE and plan.disk.bus == "virtio":
+        boot = dataclasses.replace(boot, cmdline=f"{boot.cmdline} vmforge.disk=vda")
     return dataclasses.replace(
         plan,
         name=name,

@@ -108,12 +108,6 @@ static void crc_init(void) {
         crc_table[i] = c;
     }
 }
-static uint32_t crc32_buf(const uint8_t *p, uint64_t n) {
-    uint32_t c = 0xFFFFFFFFu;
-    for (uint64_t i = 0; i < n; i++) c = crc_table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
-    return c ^ 0xFFFFFFFFu;
-}
-
 static void beat(struct session *s, uint64_t *last) {
     uint64_t t = now_ns();
     if (t - *last >= HEARTBEAT_NS) {
@@ -121,6 +115,19 @@ static void beat(struct session *s, uint64_t *last) {
         store64(hb, load64(hb) + 1);
         *last = t;
     }
+}
+
+/* Long loops (a 4K frame is 33 MB) beat every BEAT_CHUNK bytes: on a slow CPU (TCG) one frame
+ * takes seconds, and the host declares a silent peer lost after 0.5 s. */
+#define BEAT_CHUNK (256u * 1024u)
+
+static uint32_t crc32_buf(struct session *s, uint64_t *last, const uint8_t *p, uint64_t n) {
+    uint32_t c = 0xFFFFFFFFu;
+    for (uint64_t i = 0; i < n; i++) {
+        if ((i % BEAT_CHUNK) == 0) beat(s, last);
+        c = crc_table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
+    }
+    return c ^ 0xFFFFFFFFu;
 }
 
 static int ring_setup(struct session *s, struct ring *r, uint32_t direction) {
@@ -219,7 +226,7 @@ static int attach(struct session *s, double idle_timeout) {
 }
 
 /* Fill a free buffer with the seed's pattern under the seqlock; returns the CRC. */
-static uint32_t write_frame(struct session *s, uint64_t seed, uint64_t *frame_no) {
+static uint32_t write_frame(struct session *s, uint64_t *last, uint64_t seed, uint64_t *frame_no) {
     uint64_t latest = load64(s->mem + OFF_FRAME_LATEST), reading = load64(s->mem + OFF_FRAME_READING);
     uint32_t index = 0;
     for (uint32_t k = 1; k <= 3; k++) {
@@ -235,8 +242,11 @@ static uint32_t write_frame(struct session *s, uint64_t seed, uint64_t *frame_no
     uint8_t *px = s->mem + s->frames_offset + index * s->frame_stride;
     uint64_t bytes = (uint64_t)s->pitch * s->height;
     uint32_t *words = (uint32_t *)px, base = (uint32_t)seed;
-    for (uint64_t i = 0; i < bytes / 4; i++) words[i] = base ^ (uint32_t)(i * 2654435761u);
-    uint32_t crc = crc32_buf(px, bytes);
+    for (uint64_t i = 0; i < bytes / 4; i++) {
+        if ((i % (BEAT_CHUNK / 4)) == 0) beat(s, last);
+        words[i] = base ^ (uint32_t)(i * 2654435761u);
+    }
+    uint32_t crc = crc32_buf(s, last, px, bytes);
     *frame_no = ++s->frame_no;
     wr64(desc + 8, s->frame_no);
     wr32(desc + 16, s->width);
@@ -319,7 +329,7 @@ int main(int argc, char **argv) {
             case MSG_FRAME_REQUEST:
                 if (len >= 8 && s.producer == 1) {
                     uint64_t seed = rd64(buf), frame_no;
-                    uint32_t crc = write_frame(&s, seed, &frame_no);
+                    uint32_t crc = write_frame(&s, &last, seed, &frame_no);
                     uint8_t out[20];
                     wr64(out, seed);
                     wr64(out + 8, frame_no);
