@@ -90,7 +90,9 @@ def read_owner(object_xml: str) -> OwnerTag | None:
         created=element.get("created", ""),
         version=element.get("version", ""),
         volumes=tuple(
-            VolumeRef(v.get("pool", ""), v.get("name", ""), v.get("key", "")) for v in element.findall("volume")
+            VolumeRef(v.get("pool", ""), v.get("name", ""), v.get("key", ""))
+            # vmforge writes unqualified children; after setMetadata libvirt returns them qualified
+            for v in [*element.findall("volume"), *element.findall(f"{{{NAMESPACE}}}volume")]
         ),
     )
 

@@ -26,11 +26,13 @@ from vmforge.cli.domain_cmd import domain
 from vmforge.cli.gpu_cmd import gpu
 from vmforge.cli.guards_cmd import guards
 from vmforge.cli.guest_cmd import guest
+from vmforge.cli.image_cmd import clone, image, reprovision_cmd
 from vmforge.cli.iso_cmd import iso
 from vmforge.cli.media_cmd import media
 from vmforge.cli.packages_cmd import packages
 from vmforge.cli.probe_cmd import probe
 from vmforge.cli.remote_cmd import remote
+from vmforge.cli.snapshot_cmd import revert_cmd, snapshot
 from vmforge.cli.spec_cmd import spec
 from vmforge.cli.vm_cmd import list_vms
 from vmforge.cli.vmops_cmd import EVERYDAY
@@ -76,6 +78,11 @@ cli.add_command(probe)
 cli.add_command(create)
 for _command in EVERYDAY:
     cli.add_command(_command)
+cli.add_command(snapshot)
+cli.add_command(revert_cmd)
+cli.add_command(image)
+cli.add_command(clone)
+cli.add_command(reprovision_cmd)
 
 
 def _report(message: str, hint: str | None, code: int, as_json: bool, extra: dict[str, Any] | None = None) -> None:

@@ -20,7 +20,7 @@ from vmforge.libvirt_conn import libvirt_errors
 from vmforge.ownership import lookup_owned_domain
 from vmforge.plan import Plan
 from vmforge.state import VmDir, utc_now
-from vmforge.storage import check_volume_free, create_volume, ensure_pool, pool_path, volume_ref
+from vmforge.storage import check_volume_free, create_overlay, create_volume, ensure_pool, pool_path, volume_ref
 
 
 def define_xml(conn: Any, xml: str) -> Any:
@@ -31,7 +31,13 @@ def define_xml(conn: Any, xml: str) -> Any:
 
 
 def provision(
-    conn: Any, plan: Plan, shape: Shape, clock: Callable[[], datetime] = utc_now, vm_dir: VmDir | None = None
+    conn: Any,
+    plan: Plan,
+    shape: Shape,
+    clock: Callable[[], datetime] = utc_now,
+    vm_dir: VmDir | None = None,
+    *,
+    disk_base: Any | None = None,
 ) -> Any:
     """Pool, owner-tagged domain, then volumes (disk, uploaded media): each made only when
     missing, so a re-run converges.
@@ -39,7 +45,8 @@ def provision(
     Everything that could be foreign or broken is checked before anything is defined.  The
     domain is defined before its volumes so each is listed in an owner tag from the moment it
     exists; defining the same plan twice leaves the domain unchanged.  The final shape uploads
-    no media (volumes uploaded earlier stay listed until ``destroy``).
+    no media (volumes uploaded earlier stay listed until ``destroy``).  ``disk_base`` (a base
+    image volume in the same pool): the disk is made as a qcow2 overlay on it (a linked clone).
     """
     vm_dir = vm_dir or VmDir(plan.name, root=plan.vm_dir.parent.parent)
     existing = lookup_owned_domain(conn, plan.name)  # OwnershipError for a foreign domain
@@ -63,7 +70,9 @@ def provision(
     if plan.serial_log is not None:
         vm_dir.ensure()
     dom = define_xml(conn, build_domain(plan, shape, tag, uuid, refs).to_xml())
-    if disk_volume is None:
+    if disk_volume is None and disk_base is not None:
+        create_overlay(pool, plan.disk.volume, disk_base)
+    elif disk_volume is None:
         create_volume(pool, plan.disk)
     upload_media(conn, pool, refs, sources, vm_dir)
     return dom

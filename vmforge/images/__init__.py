@@ -1,0 +1,1 @@
+"""Golden images, linked clones, offline snapshots and reprovisioning (see docs/images.md)."""

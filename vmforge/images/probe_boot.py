@@ -1,0 +1,31 @@
+"""A probe VM that keeps its disk: the probe transform's hardware, the VM's own identity.
+
+Golden probe images and their clones boot the probe guest (direct kernel boot); the transform
+puts ``vmforge.disk=vda`` on the kernel command line (virtio disks), so the probe formats a
+blank disk once and mounts it on ``/mnt/disk``.  Hardware changes come from the ONE probe transform
+(vmforge.probe.transform); name, state folder, disk volume and ivshmem stay the VM's own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from vmforge.plan import Plan
+from vmforge.probe.image import ProbeImage
+from vmforge.probe.run import SYSTEM_STAGE_DIR, stage_image
+from vmforge.probe.transform import probe_plan
+
+
+def probe_boot_plan(plan: Plan, image: ProbeImage, stage_root: Path = SYSTEM_STAGE_DIR) -> Plan:
+    transformed = probe_plan(plan, stage_image(image, plan, stage_root))  # adds vmforge.disk=vda
+    return dataclasses.replace(
+        transformed,
+        name=plan.name,
+        vm_dir=plan.vm_dir,
+        disk=plan.disk,
+        ivshmem=plan.ivshmem,
+        media=None,
+        serial_log=plan.serial_log,
+        notes=(*plan.notes, "probe guest: direct kernel boot, BIOS firmware, disk mounted on /mnt/disk"),
+    )
