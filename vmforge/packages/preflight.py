@@ -23,19 +23,11 @@ from vmforge.media.iso_inspect import IsoInspection
 from vmforge.packages.catalog import FileCheck, Package, check_files, find_package
 from vmforge.packages.inf import DriverVer, InfError, InfFile, read_inf
 from vmforge.packages.manifest import MANIFEST, PackageError, PackageKind
+from vmforge.plan import SPECIALIZED_EDITION_IDS
 from vmforge.spec import Spec
 
-# Editions whose displays can be made "specialized" (Windows.Devices.Display.Core), by EditionID.
-SPECIALIZED_DISPLAY_EDITIONS = (
-    "Enterprise",
-    "EnterpriseN",
-    "EnterpriseS",
-    "EnterpriseSN",
-    "ProfessionalWorkstation",
-    "ProfessionalWorkstationN",
-    "IoTEnterprise",
-    "IoTEnterpriseS",
-)
+# Editions whose displays can be made "specialized": one list, kept with the guards' plan rules.
+SPECIALIZED_DISPLAY_EDITIONS = SPECIALIZED_EDITION_IDS
 
 
 @dataclass(frozen=True)
