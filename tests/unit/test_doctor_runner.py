@@ -179,3 +179,20 @@ def test_boot_test_uses_the_image_source(tmp_path: Path) -> None:
 @pytest.mark.parametrize("status", list(Status))
 def test_status_values_are_the_json_contract(status: Status) -> None:
     assert status.value in ("pass", "warn", "fail", "skip")
+
+
+def test_hugepages_follow_vm_hugepages(tmp_path: Path) -> None:
+    """vm.hugepages asks for the guest's whole memory in free hugepages; without it the check skips."""
+    from vmforge.doctor.hostfs import HostFs
+    from vmforge.doctor.runner import gpu_checks
+
+    fakehost.base(tmp_path, hugepages=(1024, 1024))  # 2 GiB free in 2 MiB pages
+    fs = HostFs(tmp_path)
+
+    def status(**vm: Any) -> Status:
+        results = gpu_checks(fs, spec(vm=vm), local=True, system_uri=True)
+        return next(r for r in results if r.id == "memory.hugepages").status
+
+    assert status(memory="8GiB") is Status.SKIP
+    assert status(memory="2GiB", hugepages=True) is Status.PASS
+    assert status(memory="8GiB", hugepages=True) is Status.FAIL

@@ -206,8 +206,7 @@ def gpu_checks(fs: HostFs, spec: Spec, local: bool, system_uri: bool) -> list[Ch
         ]
     results.append(gpu.check_vfio_modules(fs, wanted))
     results.append(gpu.check_memlock(fs, spec.vm.memory, wanted, system_uri))
-    # The spec has no hugepages setting yet; the check reports what the host has.
-    results.append(gpu.check_hugepages(fs, None))
+    results.append(gpu.check_hugepages(fs, spec.vm.memory if spec.vm.hugepages else None))
     return results
 
 
