@@ -61,3 +61,18 @@ def test_virtio_win_matches_the_family(tmp_path: Path) -> None:
     assert old.status is Status.FAIL and "/viostor/w7/amd64" in old.summary
     assert media.check_virtio_win(iso, None).status is Status.WARN
     assert media.check_virtio_win(None, WindowsFamily.W11).status is Status.FAIL
+
+
+def test_windows_iso_inspectable(tmp_path: Path) -> None:
+    """A real WIM (wimtools) in a Windows-like ISO is inspected; an ISO without install.wim fails."""
+    from tests.media_factory import FakeImage, build_iso, build_wim
+
+    wim = build_wim(tmp_path / "install.wim", [FakeImage("Windows 11 Pro", "Professional", 26100)])
+    good = build_iso(tmp_path / "win11.iso", {"sources/install.wim": wim})
+    result, family = media.check_iso_inspectable(good)
+    assert result.status is Status.PASS and family is WindowsFamily.W11
+    assert "1: Windows 11 Pro" in result.evidence[0]
+    bare = make_iso(tmp_path / "bare.iso", ["/sources"])
+    result, family = media.check_iso_inspectable(bare)
+    assert result.status is Status.FAIL and family is None and result.fix
+    assert media.check_iso_inspectable(None)[0].status is Status.SKIP

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable
 from pathlib import Path
 
 import pycdlib
 
 from vmforge.doctor.model import CheckResult, failed, passed, skipped, warned
+from vmforge.errors import VmforgeError
+from vmforge.media.checksum import file_sha256
+from vmforge.media.iso_inspect import inspect_iso
 from vmforge.spec import WindowsFamily
 
 SECTOR = 2048
@@ -55,16 +56,20 @@ def check_iso(check_id: str, key: str, path: Path | None, required: bool) -> Che
     return passed(check_id, f"{key} = '{path}' is readable ({kind}, {size} bytes)")
 
 
-def sha256_file(path: Path, progress: Callable[[int], None] | None = None) -> str:
-    digest = hashlib.sha256()
-    done = 0
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 22):
-            digest.update(block)
-            done += len(block)
-            if progress:
-                progress(done)
-    return digest.hexdigest()
+def check_iso_inspectable(path: Path | None) -> tuple[CheckResult, WindowsFamily | None]:
+    """Setup's view of the ISO: install.wim/esd found and its image metadata readable."""
+    if path is None or not path.is_file():
+        return skipped("media.windows-iso-inspect", "no readable windows.iso"), None
+    try:
+        info = inspect_iso(path)
+    except VmforgeError as exc:
+        return (
+            failed("media.windows-iso-inspect", f"windows.iso cannot be inspected: {exc.message}", exc.hint or ""),
+            None,
+        )
+    images = "; ".join(f"{i.index}: {i.name}" for i in info.images)
+    summary = f"Windows {info.family.value} installer ({info.install_file}, boot {'+'.join(info.boot) or 'none'})"
+    return passed("media.windows-iso-inspect", summary, f"images: {images}"), info.family
 
 
 def check_iso_sha256(path: Path | None, expected: str | None) -> CheckResult:
@@ -72,7 +77,7 @@ def check_iso_sha256(path: Path | None, expected: str | None) -> CheckResult:
         return skipped("media.windows-iso-sha256", "windows.iso_sha256 is not pinned")
     if path is None or not path.is_file():
         return skipped("media.windows-iso-sha256", "no readable windows.iso")
-    actual = sha256_file(path)
+    actual = file_sha256(path)  # cached by path, size, mtime and inode (shared with the media module)
     if actual != expected:
         return failed(
             "media.windows-iso-sha256",
