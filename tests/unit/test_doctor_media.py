@@ -69,10 +69,23 @@ def test_windows_iso_inspectable(tmp_path: Path) -> None:
 
     wim = build_wim(tmp_path / "install.wim", [FakeImage("Windows 11 Pro", "Professional", 26100)])
     good = build_iso(tmp_path / "win11.iso", {"sources/install.wim": wim})
-    result, family = media.check_iso_inspectable(good)
-    assert result.status is Status.PASS and family is WindowsFamily.W11
+    result, inspection = media.check_iso_inspectable(good)
+    assert result.status is Status.PASS and inspection is not None and inspection.family is WindowsFamily.W11
     assert "1: Windows 11 Pro" in result.evidence[0]
     bare = make_iso(tmp_path / "bare.iso", ["/sources"])
-    result, family = media.check_iso_inspectable(bare)
-    assert result.status is Status.FAIL and family is None and result.fix
+    result, inspection = media.check_iso_inspectable(bare)
+    assert result.status is Status.FAIL and inspection is None and result.fix
     assert media.check_iso_inspectable(None)[0].status is Status.SKIP
+
+
+def test_packages_verify_runs_the_create_preflight(tmp_path: Path) -> None:
+    from vmforge.spec import parse_spec
+
+    assert media.check_packages(parse_spec({}, label="t"), None).status is Status.SKIP
+    # The built-in compositor needs an edition that supports specialized displays: unknown without an ISO.
+    spec = parse_spec({"packages": [{"name": "compositor"}]}, label="t")
+    missing = media.check_packages(spec, None)
+    assert missing.status is Status.FAIL and "edition is unknown" in missing.summary and missing.fix
+    # MttVDD's driver files are user-supplied and absent here: named one by one.
+    absent = media.check_packages(parse_spec({"packages": [{"name": "mttvdd"}]}, label="t"), None)
+    assert absent.status is Status.FAIL and "MttVDD" in absent.summary, absent

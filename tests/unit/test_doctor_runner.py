@@ -25,7 +25,8 @@ ALL_IDS = [
     "firmware.vars-template", "tpm.swtpm", "kvm.device", "kvm.access", "storage.pool", "iommu.enabled", "gpu.group",
     "gpu.driver", "gpu.single-gpu", "gpu.rom", "gpu.reset", "vfio.modules", "vfio.memlock", "memory.hugepages",
     "ivshmem.size", "ivshmem.shm-space", "ivshmem.shm-file", "ivshmem.kvmfr", "ivshmem.kvmfr-acl",
-    "media.windows-iso", "media.windows-iso-inspect", "media.windows-iso-sha256", "media.virtio-win", "kvm.boot",
+    "media.windows-iso", "media.windows-iso-inspect", "media.windows-iso-sha256", "media.virtio-win",
+    "packages.verify", "kvm.boot",
 ]  # fmt: skip
 
 

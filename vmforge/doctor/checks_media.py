@@ -9,8 +9,9 @@ import pycdlib
 from vmforge.doctor.model import CheckResult, failed, passed, skipped, warned
 from vmforge.errors import VmforgeError
 from vmforge.media.checksum import file_sha256
-from vmforge.media.iso_inspect import inspect_iso
-from vmforge.spec import WindowsFamily
+from vmforge.media.iso_inspect import IsoInspection, inspect_iso
+from vmforge.packages.preflight import preflight_packages
+from vmforge.spec import Spec, WindowsFamily
 
 SECTOR = 2048
 # Driver folder names on the virtio-win ISO (viostor/<dir>/amd64), per Windows family.
@@ -56,7 +57,7 @@ def check_iso(check_id: str, key: str, path: Path | None, required: bool) -> Che
     return passed(check_id, f"{key} = '{path}' is readable ({kind}, {size} bytes)")
 
 
-def check_iso_inspectable(path: Path | None) -> tuple[CheckResult, WindowsFamily | None]:
+def check_iso_inspectable(path: Path | None) -> tuple[CheckResult, IsoInspection | None]:
     """Setup's view of the ISO: install.wim/esd found and its image metadata readable."""
     if path is None or not path.is_file():
         return skipped("media.windows-iso-inspect", "no readable windows.iso"), None
@@ -69,7 +70,23 @@ def check_iso_inspectable(path: Path | None) -> tuple[CheckResult, WindowsFamily
         )
     images = "; ".join(f"{i.index}: {i.name}" for i in info.images)
     summary = f"Windows {info.family.value} installer ({info.install_file}, boot {'+'.join(info.boot) or 'none'})"
-    return passed("media.windows-iso-inspect", summary, f"images: {images}"), info.family
+    return passed("media.windows-iso-inspect", summary, f"images: {images}"), info
+
+
+def check_packages(spec: Spec, inspection: IsoInspection | None) -> CheckResult:
+    """The spec's [[packages]]: the same preflight `create` runs (files, hashes, INF, edition)."""
+    if not spec.packages:
+        return skipped("packages.verify", "the spec lists no [[packages]]")
+    try:
+        checked = preflight_packages(spec, inspection)
+    except VmforgeError as exc:
+        return failed("packages.verify", exc.message, exc.hint or "run 'vmforge packages verify NAME' for details")
+    names = ", ".join(c.package.name for c in checked)
+    warnings = [w for c in checked for w in c.warnings]
+    if warnings:
+        return warned("packages.verify", f"packages ready with warnings: {names}", "; ".join(warnings), *warnings)
+    edition = "" if inspection else " (edition not checked: windows.iso not inspected)"
+    return passed("packages.verify", f"packages ready: {names}{edition}")
 
 
 def check_iso_sha256(path: Path | None, expected: str | None) -> CheckResult:

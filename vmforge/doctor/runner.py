@@ -236,17 +236,20 @@ def ivshmem_checks(fs: HostFs, spec: Spec, plan: Plan | None, local: bool) -> li
 
 
 def media_checks(spec: Spec, reporter: Reporter | None) -> list[CheckResult]:
-    ids = ("media.windows-iso", "media.windows-iso-inspect", "media.windows-iso-sha256", "media.virtio-win")
+    ids = ("media.windows-iso", "media.windows-iso-inspect", "media.windows-iso-sha256", "media.virtio-win",
+           "packages.verify")  # fmt: skip
     if spec.os is not OsKind.WINDOWS:
         return [skipped(i, "the spec builds the probe guest, not Windows") for i in ids]
     results = [media.check_iso("media.windows-iso", "windows.iso", spec.windows.iso, required=True)]
-    inspected, iso_family = media.check_iso_inspectable(spec.windows.iso if results[0].status.value == "pass" else None)
+    inspected, inspection = media.check_iso_inspectable(spec.windows.iso if results[0].status.value == "pass" else None)
     results.append(inspected)
     if spec.windows.iso_sha256 is not None and reporter is not None:
         with reporter.step(f"Hashing {spec.windows.iso}"):
             results.append(media.check_iso_sha256(spec.windows.iso, spec.windows.iso_sha256))
     else:
         results.append(media.check_iso_sha256(spec.windows.iso, spec.windows.iso_sha256))
+    iso_family = inspection.family if inspection else None
     family = spec.windows.family if spec.windows.family is not WindowsFamily.AUTO else iso_family
     results.append(media.check_virtio_win(spec.virtio_win.iso, family))
+    results.append(media.check_packages(spec, inspection))
     return results
