@@ -83,6 +83,16 @@ def test_status_shows_steps_phase_and_the_agent_channel(created: Created) -> Non
     assert vm["last_failure"] is None
 
 
+def test_packages_install_cli_on_the_created_vm_changes_nothing(created: Created) -> None:
+    """`vmforge packages install` through libvirt's agent channel: create installed it, so the
+    CLI verifies it in the guest and reports it as already installed."""
+    done = run(created.state, "packages", "install", NAME, "shellapp", "--spec", str(created.spec), "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (outcome,) = json.loads(done.stdout)["packages"]
+    assert outcome["name"] == "shellapp" and outcome["action"] == "already installed", outcome
+    assert outcome["changed"] == []
+
+
 def test_stop_and_start(created: Created) -> None:
     # The probe has neither acpid nor the 'shutdown' qemu-ga calls, so the clean request is
     # ignored and stop powers it off after --timeout (the path a hung guest takes too).
