@@ -67,6 +67,10 @@ TITLES = {
 WINDOWS_ONLY = "Windows only (os = 'probe')"
 
 
+# state.json "extra" entries the pipeline itself owns; every other entry belongs to a library hook.
+PIPELINE_EXTRA = frozenset({"plan", "os", "last_failure", "phases", "phase", "answer_iso"})
+
+
 class PlanChanged(UsageError):
     """The spec's plan differs from the one the VM's completed steps were made for."""
 
@@ -223,10 +227,13 @@ class Create:
                 if isinstance(outcome, Skipped):
                     self.reporter.info(f"skipped: {outcome.reason}")
         except VmforgeError as exc:
+            self._adopt_hook_records()
             raise self._failed(step, exc) from None
         except KeyboardInterrupt:
+            self._adopt_hook_records()
             self.vm_dir.save(self.state)  # phases seen so far stay recorded
             raise
+        self._adopt_hook_records()
         seconds = round(self.clock() - began, 2)
         if isinstance(outcome, Skipped):
             self.vm_dir.record_step(self.state, step, skipped=outcome.reason)
@@ -234,6 +241,17 @@ class Create:
         outcome["seconds"] = seconds
         self.vm_dir.record_step(self.state, step, **outcome)
         return StepReport(step, "done", outcome)
+
+    def _adopt_hook_records(self) -> None:
+        """Library hooks a step calls (packages, remote-access pins, guards) record their own
+        entries in state.json; take those entries into the pipeline's state so recording the step
+        does not write an older copy over them."""
+        fresh = self.vm_dir.load()
+        if fresh is None:
+            return
+        for key, value in fresh.extra.items():
+            if key not in PIPELINE_EXTRA:
+                self.state.extra[key] = value
 
     def _failed(self, step: str, exc: VmforgeError) -> CreateFailed:
         diag = None
