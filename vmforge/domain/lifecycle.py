@@ -84,7 +84,10 @@ def check_startable(plan: Plan) -> None:
     if ivshmem is not None and ivshmem.socket is not None and not ivshmem.socket.is_socket():
         raise VmforgeError(
             f"ivshmem.model = 'doorbell' needs an ivshmem server listening on {ivshmem.socket}, and none is",
-            hint="Debian ships no ivshmem-server; until vmforge's own server lands use ivshmem.model = 'plain'",
+            hint=(
+                f"start vmforge's server first: vmforge channel server --socket {ivshmem.socket} "
+                f"--shm {ivshmem.path} --size {ivshmem.size // 1024**2}MiB (or use ivshmem.model = 'plain')"
+            ),
         )
 
 
