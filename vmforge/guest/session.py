@@ -6,7 +6,6 @@ shell, reboots detected by a changed boot identity.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ from vmforge.guest.transport import (
     GuestTransport,
     OsInfo,
 )
+from vmforge.hashing import sha256_file
 
 HASH_TIMEOUT = 300.0
 
@@ -35,14 +35,6 @@ def adapter_for(info: OsInfo) -> OsAdapter:
         f"the guest reports an OS vmforge has no adapter for (id {info.id!r})",
         hint="vmforge drives Windows and Linux guests",
     )
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1024 * 1024):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class Guest:

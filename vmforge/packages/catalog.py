@@ -14,11 +14,11 @@ Binaries are never shipped with vmforge: users drop them into one of those folde
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from vmforge.hashing import sha256_file as file_sha256
 from vmforge.packages.manifest import MANIFEST, Manifest, PackageError, load_manifest
 from vmforge.paths import state_root
 from vmforge.resources import DataFolder, data_dir
@@ -91,14 +91,6 @@ def resolve_argument(argument: str, refs: tuple[PackageRef, ...] = (), env: Mapp
         return find_package(manifest.name, candidate, env)
     ref = next((r for r in refs if r.name == argument), None)
     return find_package(argument, ref.path if ref else None, env)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1024 * 1024):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ from typing import Any
 from vmforge.errors import VmforgeError
 from vmforge.guest.session import Guest
 from vmforge.guest.transport import GuestError
-from vmforge.packages.catalog import Package, file_sha256, find_package
+from vmforge.hashing import sha256_file as file_sha256
+from vmforge.packages.catalog import Package, find_package
 from vmforge.packages.inf import guest_arch, parse_driver_ver
 from vmforge.packages.manifest import PackageError, PackageKind
 from vmforge.packages.preflight import CheckedPackage, Target, check_package

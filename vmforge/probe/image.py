@@ -37,6 +37,7 @@ from typing import Any
 
 from vmforge import paths
 from vmforge.errors import CommandFailed, VmforgeError
+from vmforge.hashing import sha256_file as _sha256
 from vmforge.ivshmem.guest_peer import build_guest_peer
 from vmforge.logs import get_logger
 from vmforge.probe import cpio
@@ -326,14 +327,6 @@ def _build(inputs: dict[str, Any], work: Path, out: Path) -> dict[str, Any]:
         "libraries": [str(p) for p in libraries],
         "files": {"vmlinuz": _sha256(kernel), "initrd.img": _sha256(initrd)},
     }
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _load(entry: Path) -> ProbeImage | None:

@@ -12,7 +12,6 @@ on the device's BAR2; then destroy the probe domain with the domains module's de
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import random
 import shutil
 import time
@@ -30,6 +29,7 @@ from vmforge.errors import VmforgeError
 from vmforge.guest.agent import AgentTransport
 from vmforge.guest.agent_channel import LibvirtAgentChannel
 from vmforge.guest.console import ConsoleFollower, follow_console
+from vmforge.hashing import sha256_file as _sha256
 from vmforge.ivshmem.backing import open_shared_memory
 from vmforge.ivshmem.echo import check_channel
 from vmforge.libvirt_conn import connect, libvirt_errors
@@ -80,14 +80,6 @@ def stage_image(image: ProbeImage, plan: Plan, stage_root: Path = SYSTEM_STAGE_D
             partial.chmod(0o644)
             partial.replace(target)
     return DirectBoot(folder / image.kernel.name, folder / image.initrd.name, image.cmdline)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @contextlib.contextmanager
