@@ -7,6 +7,7 @@ included as ``{"error": {"message", "hint", "exit_code"}}``.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import traceback
@@ -16,33 +17,64 @@ from typing import Any, NoReturn
 import click
 
 from vmforge import __version__
-from vmforge.cli.answer_cmd import answer
-from vmforge.cli.channel_cmd import channel
 from vmforge.cli.common import VmforgeGroup, print_json
-from vmforge.cli.create_cmd import create
-from vmforge.cli.destroy_cmd import destroy
-from vmforge.cli.doctor_cmd import doctor
-from vmforge.cli.domain_cmd import domain
-from vmforge.cli.gpu_cmd import gpu
-from vmforge.cli.guards_cmd import guards
-from vmforge.cli.guest_cmd import guest
-from vmforge.cli.image_cmd import clone, image, reprovision_cmd
-from vmforge.cli.iso_cmd import iso
-from vmforge.cli.media_cmd import media
-from vmforge.cli.packages_cmd import packages
-from vmforge.cli.probe_cmd import probe
-from vmforge.cli.remote_cmd import remote
-from vmforge.cli.snapshot_cmd import revert_cmd, snapshot
-from vmforge.cli.spec_cmd import spec
-from vmforge.cli.vm_cmd import list_vms
-from vmforge.cli.vmops_cmd import EVERYDAY
 from vmforge.errors import VmforgeError
 from vmforge.logs import redact, setup_logging
 
 EXIT_INTERRUPTED = 130
 
+# Command name -> "module:attribute" under vmforge.cli.  Modules are imported only when their
+# command runs (or when the top-level --help lists them): importing every command eagerly took
+# seconds, mostly pydantic, paramiko and pywinrm that a given command may never need.
+COMMANDS: dict[str, str] = {
+    "spec": "spec_cmd:spec",
+    "list": "vm_cmd:list_vms",
+    "iso": "iso_cmd:iso",
+    "answer": "answer_cmd:answer",
+    "media": "media_cmd:media",
+    "domain": "domain_cmd:domain",
+    "destroy": "destroy_cmd:destroy",
+    "gpu": "gpu_cmd:gpu",
+    "channel": "channel_cmd:channel",
+    "doctor": "doctor_cmd:doctor",
+    "remote": "remote_cmd:remote",
+    "guest": "guest_cmd:guest",
+    "packages": "packages_cmd:packages",
+    "guard": "guards_cmd:guards",
+    "probe": "probe_cmd:probe",
+    "create": "create_cmd:create",
+    "status": "vmops_cmd:status",
+    "start": "vmops_cmd:start_cmd",
+    "stop": "vmops_cmd:stop_cmd",
+    "reboot": "vmops_cmd:reboot_cmd",
+    "console": "vmops_cmd:console_cmd",
+    "logs": "vmops_cmd:logs_cmd",
+    "creds": "vmops_cmd:creds_cmd",
+    "snapshot": "snapshot_cmd:snapshot",
+    "revert": "snapshot_cmd:revert_cmd",
+    "image": "image_cmd:image",
+    "clone": "image_cmd:clone",
+    "reprovision": "image_cmd:reprovision_cmd",
+}
 
-@click.group(cls=VmforgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(VmforgeGroup):
+    """The top-level group: resolves a command by importing only its module."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMANDS) | set(super().list_commands(ctx)))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module_name, attribute = target.split(":")
+        command = getattr(importlib.import_module(f"vmforge.cli.{module_name}"), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="vmforge")
 @click.option("--debug", is_flag=True, help="Show debug logs and tracebacks.")
 def cli(debug: bool) -> None:
@@ -58,31 +90,6 @@ def cli(debug: bool) -> None:
     """
     if debug:
         setup_logging(debug=True)
-
-
-cli.add_command(spec)
-cli.add_command(list_vms)
-cli.add_command(iso)
-cli.add_command(answer)
-cli.add_command(media)
-cli.add_command(domain)
-cli.add_command(destroy)
-cli.add_command(gpu)
-cli.add_command(channel)
-cli.add_command(doctor)
-cli.add_command(remote)
-cli.add_command(guest)
-cli.add_command(packages)
-cli.add_command(guards)
-cli.add_command(probe)
-cli.add_command(create)
-for _command in EVERYDAY:
-    cli.add_command(_command)
-cli.add_command(snapshot)
-cli.add_command(revert_cmd)
-cli.add_command(image)
-cli.add_command(clone)
-cli.add_command(reprovision_cmd)
 
 
 def _report(message: str, hint: str | None, code: int, as_json: bool, extra: dict[str, Any] | None = None) -> None:

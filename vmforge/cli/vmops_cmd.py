@@ -260,4 +260,3 @@ def creds_cmd(name: str, as_json: bool) -> None:
             echo(f"{key}: {value}")
 
 
-EVERYDAY = (status, start_cmd, stop_cmd, reboot_cmd, console_cmd, logs_cmd, creds_cmd)
