@@ -258,5 +258,3 @@ def creds_cmd(name: str, as_json: bool) -> None:
             echo(f"{key}: (multi-line; see {vm_dir.secrets_file})")
         else:
             echo(f"{key}: {value}")
-
-
