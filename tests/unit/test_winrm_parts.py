@@ -19,7 +19,7 @@ from vmforge.guest.remote_access import pick_address
 from vmforge.guest.winrm import ENVELOPE_OVERHEAD, upload_chunk_size, windows_command_line
 from vmforge.spec import parse_spec
 
-NEW_SCRIPTS = ["receive-file", "send-file", "os-info", "winrm-listener", "set-password"]
+NEW_SCRIPTS = ["receive-file", "send-file", "os-info", "winrm-listener", "set-password", "remove-answer-copies"]
 
 
 @pytest.mark.parametrize(
