@@ -344,7 +344,7 @@ class WinrmTransport(GuestTransport):
         partial = local.with_name(f".{local.name}.vmforge-part")
         digest = hashlib.sha256()
         pending = bytearray()
-        reported: list[str] = []
+        guest_sha256: str | None = None
         size = 0
         with partial.open("wb") as sink:
 
@@ -369,14 +369,13 @@ class WinrmTransport(GuestTransport):
                 )
                 tail = bytes(pending).strip().decode("ascii", "replace")
                 if tail.startswith("sha256:"):
-                    reported.append(tail[len("sha256:") :])
+                    guest_sha256 = tail[len("sha256:") :]
             except BaseException:
                 partial.unlink(missing_ok=True)
                 raise
         if rc != 0:
             partial.unlink(missing_ok=True)
             raise GuestCommandError(f"reading {remote} in the guest failed: {first_error_line(stderr)}")
-        guest_sha256 = reported[0] if len(reported) == 1 else None
         accept_download(partial, remote, sha256=digest.hexdigest(), guest_sha256=guest_sha256, final=local)
         return size
 
