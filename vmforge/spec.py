@@ -572,7 +572,8 @@ class RemoteSection(Section):
     channels: tuple[RemoteChannel, ...] = Field(
         (RemoteChannel.AGENT, RemoteChannel.WINRM),
         description="Guest channels to set up and use, in order of preference: 'agent' (QEMU "
-        "guest agent), 'winrm', 'ssh'.",
+        "guest agent), 'winrm' (the answer media sets up its listener), 'ssh'. 'vmforge guest' "
+        "uses the first that answers unless --via names one.",
     )
     address: str | None = Field(
         None, description="Guest host name or IP for WinRM/SSH; unset asks libvirt (address_sources)."

@@ -3,8 +3,9 @@
 Real: HTTP, TLS with vmforge's certificate and the fingerprint pin, NTLM (pyspnego accepting,
 channel binding on HTTPS, message encryption on HTTP), Basic, pywinrm's envelopes, chunked
 Send/Receive, hash checks of reassembled files.  *Simulated*: what the commands do in "Windows"
-(tests/winrm_server/emulation.py).  With VMFORGE_LIVE_WINRM=host,user,password the portable
-tests also run against a real Windows host (HTTP+NTLM, no pin) and skip cleanly otherwise.
+(tests/winrm_server/emulation.py).  With VMFORGE_TEST_WINRM_HOST, _USER and _PASSWORD set
+(optionally _CERT_SHA256 for HTTPS with that pin, _PORT) the portable tests also run against a
+real Windows host; their "live" variants skip cleanly otherwise.
 """
 
 from __future__ import annotations
@@ -29,11 +30,18 @@ pytestmark = pytest.mark.integration
 USER = "vmforge"
 PASSWORD = "Test-Pass-4711"
 PAIR = generate_certificate("vmft-winrm-guest")
-LIVE = os.environ.get("VMFORGE_LIVE_WINRM", "") or (
-    ",".join(os.environ.get(f"VMFORGE_TEST_WINRM_{k}", "") for k in ("HOST", "USER", "PASSWORD"))
-    if os.environ.get("VMFORGE_TEST_WINRM_HOST")
-    else ""
-)
+LIVE_VARS = ("VMFORGE_TEST_WINRM_HOST", "VMFORGE_TEST_WINRM_USER", "VMFORGE_TEST_WINRM_PASSWORD")
+
+
+def live_endpoint() -> WinrmEndpoint | None:
+    """A real Windows host from VMFORGE_TEST_WINRM_HOST/_USER/_PASSWORD: HTTPS pinned to
+    _CERT_SHA256 when given (port 5986), else HTTP with NTLM sealing (5985); _PORT overrides."""
+    host, user, password = (os.environ.get(name, "") for name in LIVE_VARS)
+    if not (host and user and password):
+        return None
+    pin = os.environ.get("VMFORGE_TEST_WINRM_CERT_SHA256", "").replace(":", "").strip().lower() or None
+    port = int(os.environ.get("VMFORGE_TEST_WINRM_PORT") or (5986 if pin else 5985))
+    return WinrmEndpoint(host, port, "https" if pin else "http", "ntlm", user, password, pin, vm="live")
 
 
 @pytest.fixture
@@ -67,14 +75,16 @@ def endpoint(server: WinrmTestServer, scheme: str = "https", auth: str = "ntlm",
     return WinrmEndpoint(**values)  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=["https-ntlm", "http-ntlm", "https-basic"] + (["live"] if LIVE else []))
+@pytest.fixture(params=["https-ntlm", "http-ntlm", "https-basic", "live"])
 def channel(
     request: pytest.FixtureRequest, tmp_path: Path, users: Path
 ) -> Iterator[tuple[WinrmTransport, WinrmTestServer | None]]:
     """A transport plus the simulated guest's server (None when live)."""
     if request.param == "live":
-        host, user, password = LIVE.split(",", 2)
-        transport = WinrmTransport(WinrmEndpoint(host, 5985, "http", "ntlm", user, password))
+        live = live_endpoint()
+        if live is None:
+            pytest.skip(f"live WinRM test: set {', '.join(LIVE_VARS)} (and optionally _CERT_SHA256, _PORT)")
+        transport = WinrmTransport(live)
         yield transport, None
         transport.close()
         return
@@ -283,3 +293,18 @@ def test_password_rotation_goes_over_stdin_and_locks_out_the_old_one(tmp_path: P
         fresh = WinrmTransport(endpoint(server, password=new))
         assert fresh.run(["sh", "-c", "echo ok"], timeout=10).stdout == b"ok\n"
         fresh.close()
+
+
+def test_live_endpoint_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in LIVE_VARS:
+        monkeypatch.delenv(name, raising=False)
+    assert live_endpoint() is None
+    monkeypatch.setenv("VMFORGE_TEST_WINRM_HOST", "win.example")
+    monkeypatch.setenv("VMFORGE_TEST_WINRM_USER", "admin")
+    monkeypatch.setenv("VMFORGE_TEST_WINRM_PASSWORD", "Live-Pass-1")
+    plain = live_endpoint()
+    assert plain is not None and (plain.scheme, plain.port, plain.fingerprint) == ("http", 5985, None)
+    monkeypatch.setenv("VMFORGE_TEST_WINRM_CERT_SHA256", "AB:" * 31 + "CD")
+    pinned = live_endpoint()
+    assert pinned is not None and (pinned.scheme, pinned.port) == ("https", 5986)
+    assert pinned.fingerprint == "ab" * 31 + "cd"

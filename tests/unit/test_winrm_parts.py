@@ -19,7 +19,7 @@ from vmforge.guest.remote_access import pick_address
 from vmforge.guest.winrm import ENVELOPE_OVERHEAD, upload_chunk_size, windows_command_line
 from vmforge.spec import parse_spec
 
-NEW_SCRIPTS = ["receive-file", "send-file", "os-info", "winrm-https-listener", "set-password"]
+NEW_SCRIPTS = ["receive-file", "send-file", "os-info", "winrm-listener", "set-password", "remove-answer-copies"]
 
 
 @pytest.mark.parametrize(
@@ -98,8 +98,12 @@ def test_guest_scripts_parse_as_powershell(name: str) -> None:
         name,
         path="C:\\Users\\it's here\\f.bin",
         chunk_size=1024,
-        pfx_path="A:\\winrm.pfx",
-        pfx_password="p'w",
+        pfx_file="win'rm.pfx",
+        password_file="winrm-pfx.txt",
+        https=1,
+        basic=0,
+        unencrypted=0,
+        port=5986,
         user="vm'forge",
     )
     assert _parse_errors(rendered.encode("utf-8")) == []

@@ -308,6 +308,13 @@ class EmulatedWindows:
                 return 1
             self._set_password(user.group(1).replace("''", "'"), line)
             return 0
+        if name == "remove-answer-copies":
+            for relative in ("Panther\\unattend.xml", "Panther\\Unattend\\unattend.xml"):
+                copy = self.host_path("C:\\Windows\\" + relative)
+                if copy.is_file():
+                    copy.unlink()
+                    process.write("stdout", f"removed C:\\Windows\\{relative}\r\n".encode())
+            return 0
         if name in ("reboot", "shutdown"):
             if self._reboot is not None:
                 threading.Timer(self.reboot_delay, self._reboot).start()

@@ -9,17 +9,14 @@ import click
 
 from vmforge import guards as guards_lib
 from vmforge.cli.common import VmforgeGroup, echo, json_option, print_json, spec_options
-from vmforge.cli.guest_cmd import open_guest
 from vmforge.errors import ChecksFailed
 from vmforge.guards.model import GuardReport, ItemState
 from vmforge.guards.runner import guards_plan
-from vmforge.guest.os_windows import WindowsAdapter
-from vmforge.guest.remote_access import open_remote
+from vmforge.guest.reach import reach_guest
 from vmforge.guest.session import Guest
-from vmforge.libvirt_conn import connect
 from vmforge.media.iso_inspect import inspect_spec_iso
 from vmforge.plan import Plan, resolve_plan
-from vmforge.spec import Overrides, RemoteChannel, Spec, load_spec
+from vmforge.spec import Overrides, Spec, load_spec
 from vmforge.state import VmDir
 from vmforge.ui import Reporter
 
@@ -37,18 +34,9 @@ def _load(name: str, spec_path: Path | None, sets: tuple[str, ...]) -> tuple[Spe
 
 
 def _guest(spec: Spec, vmdir: VmDir, uri: str | None) -> Guest:
-    """The first channel of remote.channels: the guest agent, or WinRM/SSH."""
-    target = uri or spec.vm.connect
-    origin = "--connect" if uri else "vm.connect"
-    channel = spec.remote.channels[0] if spec.remote.channels else RemoteChannel.AGENT
-    if channel is RemoteChannel.AGENT:
-        return open_guest(spec.vm.name, target, origin)
-    conn = connect(target, origin)
-    try:
-        domain = conn.lookupByName(spec.vm.name) if not spec.remote.address else None
-        return Guest(open_remote(spec, vmdir, channel, domain), WindowsAdapter())
-    finally:
-        conn.close()
+    """The first of remote.channels that answers: the guest agent, or WinRM/SSH."""
+    target, origin = (uri, "--connect") if uri else (spec.vm.connect, "vm.connect")
+    return reach_guest(spec, vmdir, via=None, uri=target, origin=origin).guest
 
 
 def render(report: GuardReport) -> None:

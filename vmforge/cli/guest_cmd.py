@@ -1,4 +1,5 @@
-"""``vmforge guest``: reach into a running VM through its guest agent (no network needed)."""
+"""``vmforge guest``: reach into a running VM over the channels its spec names (``remote.channels``,
+in that order; ``--via agent|winrm|ssh`` picks one): run programs, copy files, wait for it."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from vmforge.cli.common import VmforgeGroup, echo, json_option, print_json, spec
 from vmforge.errors import UsageError, VmforgeError
 from vmforge.guest.agent import AgentTransport
 from vmforge.guest.agent_channel import LibvirtAgentChannel
+from vmforge.guest.reach import Reached, reach_guest
 from vmforge.guest.session import Guest
 from vmforge.libvirt_conn import connect
 from vmforge.ownership import lookup_owned_domain
-from vmforge.spec import Overrides, load_spec
+from vmforge.spec import Overrides, RemoteChannel, load_spec
+from vmforge.state import VmDir
 
 
 class GuestCommandFailed(VmforgeError):
@@ -32,11 +35,15 @@ class GuestCommandFailed(VmforgeError):
         return data
 
 
-def _uri(spec_path: Path | None, sets: tuple[str, ...], uri: str | None) -> tuple[str, str]:
-    if uri is not None:
-        return uri, "--connect"
-    loaded, _ = load_spec(spec_path, Overrides(sets))
-    return loaded.vm.connect, "vm.connect"
+def _reach(
+    name: str, spec_path: Path | None, sets: tuple[str, ...], uri: str | None, via: str | None,
+    *, deadline: float | None = None,
+) -> Reached:  # fmt: skip
+    """VM ``name``'s guest over ``--via`` or the first of the spec's channels that answers."""
+    spec, _ = load_spec(spec_path, Overrides(sets, {"vm.name": name}))
+    target, origin = (uri, "--connect") if uri is not None else (spec.vm.connect, "vm.connect")
+    channel = RemoteChannel(via) if via is not None else None
+    return reach_guest(spec, VmDir(spec.vm.name), via=channel, uri=target, origin=origin, deadline=deadline)
 
 
 def open_guest(name: str, uri: str, origin: str) -> Guest:
@@ -52,12 +59,18 @@ def open_guest(name: str, uri: str, origin: str) -> Guest:
 
 def _common(func: Any) -> Any:
     func = click.option("--connect", "uri", default=None, help="libvirt URI (default: the spec's vm.connect).")(func)
+    func = click.option(
+        "--via",
+        type=click.Choice([c.value for c in RemoteChannel]),
+        default=None,
+        help="Channel to use (default: the first of the spec's remote.channels that answers).",
+    )(func)
     return spec_options(func)
 
 
 @click.group("guest", cls=VmforgeGroup)
 def guest() -> None:
-    """Run commands in a VM and copy files, through the QEMU guest agent."""
+    """Run commands in a VM and copy files: guest agent, WinRM or SSH (remote.channels, --via)."""
 
 
 @guest.command("wait")
@@ -66,18 +79,28 @@ def guest() -> None:
 @_common
 @json_option
 def wait_cmd(*, name: str, timeout: float, spec_path: Path | None, sets: tuple[str, ...], uri: str | None,
-             as_json: bool) -> None:  # fmt: skip
-    """Wait until the guest agent of VM NAME answers."""
-    target, origin = _uri(spec_path, sets, uri)
-    session = open_guest(name, target, origin)
+             via: str | None, as_json: bool) -> None:  # fmt: skip
+    """Wait until VM NAME answers on one of its channels (or the --via one)."""
     start = time.monotonic()
-    session.transport.wait_ready(start + timeout)
+    reached = _reach(name, spec_path, sets, uri, via, deadline=start + timeout)
     waited = time.monotonic() - start
-    info = session.transport.os_info()
+    try:
+        info = reached.transport.os_info()
+    finally:
+        reached.transport.close()
     if as_json:
-        print_json({"name": name, "ready": True, "waited_seconds": round(waited, 2), "os": info.__dict__})
+        print_json(
+            {
+                "name": name,
+                "ready": True,
+                "channel": reached.channel.value,
+                "via": reached.transport.name,
+                "waited_seconds": round(waited, 2),
+                "os": info.__dict__,
+            }
+        )
     else:
-        echo(f"{name}: guest agent answers ({info.name or info.id}) after {waited:.1f}s")
+        echo(f"{name}: {reached.transport.name} answers ({info.name or info.id}) after {waited:.1f}s")
 
 
 @guest.command("exec", context_settings={"ignore_unknown_options": True})
@@ -87,19 +110,22 @@ def wait_cmd(*, name: str, timeout: float, spec_path: Path | None, sets: tuple[s
 @_common
 @json_option
 def exec_cmd(*, name: str, argv: tuple[str, ...], timeout: float, spec_path: Path | None, sets: tuple[str, ...],
-             uri: str | None, as_json: bool) -> None:  # fmt: skip
+             uri: str | None, via: str | None, as_json: bool) -> None:  # fmt: skip
     """Run a program in VM NAME: vmforge guest exec NAME -- CMD [ARG...].
 
     Its stdout and stderr are passed through; a non-zero exit in the guest makes vmforge exit 1
     (the guest's exit code is in the error message, and in --json output as "rc").
     """
-    target, origin = _uri(spec_path, sets, uri)
-    session = open_guest(name, target, origin)
-    result = session.transport.run(list(argv), timeout=timeout)
+    reached = _reach(name, spec_path, sets, uri, via)
+    try:
+        result = reached.transport.run(list(argv), timeout=timeout)
+    finally:
+        reached.transport.close()
     if as_json:
         print_json(
             {
                 "name": name,
+                "channel": reached.channel.value,
                 "argv": list(argv),
                 "rc": result.rc,
                 "stdout": result.stdout.decode("utf-8", "replace"),
@@ -131,7 +157,7 @@ def _split(target: str) -> tuple[str | None, str]:
 @_common
 @json_option
 def cp_cmd(*, source: str, dest: str, spec_path: Path | None, sets: tuple[str, ...], uri: str | None,
-           as_json: bool) -> None:  # fmt: skip
+           via: str | None, as_json: bool) -> None:  # fmt: skip
     """Copy a file into or out of a VM, verified by a SHA-256 taken in the guest.
 
     \b
@@ -145,21 +171,35 @@ def cp_cmd(*, source: str, dest: str, spec_path: Path | None, sets: tuple[str, .
             "exactly one of SOURCE and DEST must be NAME:PATH",
             hint="e.g. vmforge guest cp ./file win11:C:\\Temp\\file",
         )
-    target, origin = _uri(spec_path, sets, uri)
     if src_vm is None:
         assert dst_vm is not None
         local = Path(src_path)
         if not local.is_file():
             raise UsageError(f"{local} is not a file on this host")
-        digest = open_guest(dst_vm, target, origin).copy_in(local, dst_path)
         direction, vm_name = "in", dst_vm
     else:
         local = Path(dst_path)
         if local.is_dir():
             raise UsageError(f"{local} is a folder; give the file name to write")
-        digest = open_guest(src_vm, target, origin).copy_out(src_path, local)
         direction, vm_name = "out", src_vm
+    reached = _reach(vm_name, spec_path, sets, uri, via)
+    try:
+        if direction == "in":
+            digest = reached.guest.copy_in(local, dst_path)
+        else:
+            digest = reached.guest.copy_out(src_path, local)
+    finally:
+        reached.transport.close()
     if as_json:
-        print_json({"name": vm_name, "direction": direction, "source": source, "dest": dest, "sha256": digest})
+        print_json(
+            {
+                "name": vm_name,
+                "channel": reached.channel.value,
+                "direction": direction,
+                "source": source,
+                "dest": dest,
+                "sha256": digest,
+            }
+        )
     else:
-        echo(f"copied {source} -> {dest} (sha256 {digest}, verified in the guest)")
+        echo(f"copied {source} -> {dest} over {reached.transport.name} (sha256 {digest}, verified in the guest)")

@@ -523,7 +523,14 @@ class Create:
         return checks
 
     def _detach_media(self) -> dict[str, Any] | Skipped:
-        return {"removed": remove_media(self._dom())}
+        detail: dict[str, Any] = {"removed": remove_media(self._dom())}
+        if self.windows:  # the answer media holds the WinRM key and the bootstrap password
+            from vmforge.media.retire import remove_answer_copies, retire_answer_media
+
+            self._open_transport()
+            detail["panther"] = remove_answer_copies(self._guest())
+            detail["retired"] = retire_answer_media(self.conn, self.spec.vm.name, self.vm_dir)
+        return detail
 
     def _rotate_password(self) -> dict[str, Any] | Skipped:
         if not self.windows:

@@ -34,11 +34,16 @@ def media_sources(plan: Plan, shape: Shape) -> dict[str, Path]:
     return {role: path for role, path in candidates.items() if path is not None and role in media_roles(shape)}
 
 
+def volume_name(vm: str, role: str) -> str:
+    """The pool volume holding VM ``vm``'s ``role`` media."""
+    return f"{vm}-{role}.iso"
+
+
 def media_refs(plan: Plan, shape: Shape, pool_folder: Path | None) -> dict[str, VolumeRef]:
     """Role -> the volume it lives in (keys are file paths in directory pools)."""
     refs = {}
     for role in media_sources(plan, shape):
-        name = f"{plan.name}-{role}.iso"
+        name = volume_name(plan.name, role)
         key = str(pool_folder / name) if pool_folder is not None else ""
         refs[role] = VolumeRef(plan.disk.pool, name, key)
     return refs

@@ -19,11 +19,12 @@ import contextlib
 import os
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from vmforge.guest.agent_channel import AgentChannel
+from vmforge.guest.retry import backoff, retry_until
 from vmforge.guest.transport import (
     Completed,
     GuestCommandError,
@@ -38,16 +39,6 @@ from vmforge.logs import get_logger
 log = get_logger("guest.agent")
 
 CHUNK_SIZE = 64 * 1024
-
-
-def backoff(
-    rng: random.Random, *, initial: float = 0.05, maximum: float = 1.0, factor: float = 2.0, jitter: float = 0.25
-) -> Iterator[float]:
-    """Delays initial, initial*factor, … capped at ``maximum``, each ±``jitter`` (fraction) random."""
-    delay = initial
-    while True:
-        yield delay * (1.0 + rng.uniform(-jitter, jitter))
-        delay = min(maximum, delay * factor)
 
 
 class AgentTransport(GuestTransport):
@@ -79,23 +70,30 @@ class AgentTransport(GuestTransport):
     # -- readiness ----------------------------------------------------------------------------
     def wait_ready(self, deadline: float) -> None:
         start = self._clock()
-        delays = backoff(self._rng, initial=0.1, maximum=self._max_poll)
-        last: GuestError | None = None
-        while True:
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                reason = f" (last error: {last.message})" if last else ""
-                raise GuestTimeout(
-                    f"the {self.name} did not answer within {self._clock() - start:.0f}s{reason}",
-                    hint="is the guest running, with qemu-ga started on its org.qemu.guest_agent.0 port?",
-                )
+
+        def ping() -> None:
             try:
-                self._cmd("guest-ping", timeout=min(self.command_timeout, max(remaining, 0.05)))
-                return
-            except GuestUnreachable as exc:
-                last = exc
+                self._cmd("guest-ping", timeout=min(self.command_timeout, max(deadline - self._clock(), 0.05)))
+            except GuestUnreachable:
                 self.channel.reset()
-            self._sleep(max(0.0, min(next(delays), deadline - self._clock())))
+                raise
+
+        def timed_out(last: GuestError | None) -> GuestTimeout:
+            reason = f" (last error: {last.message})" if last else ""
+            return GuestTimeout(
+                f"the {self.name} did not answer within {self._clock() - start:.0f}s{reason}",
+                hint="is the guest running, with qemu-ga started on its org.qemu.guest_agent.0 port?",
+            )
+
+        retry_until(
+            ping,
+            deadline=deadline,
+            delays=backoff(self._rng, initial=0.1, maximum=self._max_poll),
+            clock=self._clock,
+            sleep=self._sleep,
+            timed_out=timed_out,
+            retry_on=(GuestUnreachable,),
+        )
 
     # -- programs -----------------------------------------------------------------------------
     def run(self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float) -> Completed:

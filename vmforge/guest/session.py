@@ -15,11 +15,12 @@ from vmforge.guest.os_linux import LinuxAdapter
 from vmforge.guest.os_windows import WindowsAdapter
 from vmforge.guest.transport import (
     Completed,
-    CopyVerificationFailed,
     GuestError,
     GuestTimeout,
     GuestTransport,
     OsInfo,
+    accept_download,
+    check_upload,
 )
 from vmforge.hashing import sha256_file
 
@@ -76,25 +77,14 @@ class Guest:
         """Copy into the guest and prove it with the guest's own hash; returns the digest."""
         expected = sha256_file(local)
         self.transport.put_file(local, remote)
-        actual = self.remote_sha256(remote)
-        if actual != expected:
-            raise CopyVerificationFailed(
-                f"{remote} in the guest hashes to {actual}, not {expected} like {local}",
-                hint="the copy was damaged on the way; copy it again",
-            )
+        check_upload(remote, guest_sha256=self.remote_sha256(remote), host_sha256=expected)
         return expected
 
     def copy_out(self, remote: str, local: Path) -> str:
         """Copy out of the guest, checked against the guest's hash taken before the copy."""
         expected = self.remote_sha256(remote)
         self.transport.get_file(remote, local)
-        actual = sha256_file(local)
-        if actual != expected:
-            local.unlink(missing_ok=True)
-            raise CopyVerificationFailed(
-                f"{local} hashes to {actual}, but {remote} in the guest hashes to {expected}",
-                hint="the file changed in the guest during the copy, or the copy was damaged; copy it again",
-            )
+        accept_download(local, remote, sha256=sha256_file(local), guest_sha256=expected, final=local)
         return expected
 
     def boot_id(self) -> str:

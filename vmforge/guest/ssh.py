@@ -28,19 +28,20 @@ from pathlib import Path
 
 import paramiko
 
-from vmforge.guest.agent import backoff
 from vmforge.guest.os_adapter import OsAdapter
 from vmforge.guest.os_linux import LinuxAdapter
 from vmforge.guest.os_windows import render_script
+from vmforge.guest.retry import backoff, retry_until
 from vmforge.guest.transport import (
     Completed,
-    CopyVerificationFailed,
     GuestCommandError,
     GuestError,
     GuestTimeout,
     GuestTransport,
     GuestUnreachable,
     OsInfo,
+    accept_download,
+    check_upload,
 )
 from vmforge.guest.winrm import windows_command_line
 from vmforge.logs import get_logger, register_secret
@@ -178,21 +179,17 @@ class SshTransport(GuestTransport):
 
     # -- GuestTransport -------------------------------------------------------------------------
     def wait_ready(self, deadline: float) -> None:
-        delays = backoff(self._rng, initial=0.2, maximum=12.0)
-        last: GuestError | None = None
-        while True:
-            try:
-                self._connect()
-                return
-            except (HostKeyChanged, SshAuthError):
-                raise
-            except GuestUnreachable as exc:
-                last = exc
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                reason = f" (last error: {last.message})" if last else ""
-                raise GuestTimeout(f"{self.name} did not answer in time{reason}")
-            self._sleep(max(0.0, min(next(delays), remaining)))
+        retry_until(
+            self._connect,
+            deadline=deadline,
+            delays=backoff(self._rng, initial=0.2, maximum=12.0),
+            clock=self._clock,
+            sleep=self._sleep,
+            timed_out=lambda last: GuestTimeout(
+                f"{self.name} did not answer in time" + (f" (last error: {last.message})" if last else "")
+            ),
+            retry_on=(GuestUnreachable,),
+        )
 
     def command_line(self, argv: Sequence[str]) -> str:
         """Linux: a POSIX sh line; Windows OpenSSH (cmd.exe as its shell): a Windows command line."""
@@ -290,12 +287,7 @@ class SshTransport(GuestTransport):
             raise GuestUnreachable(f"copying {local} to {remote} over {self.name} failed: {exc}") from None
         finally:
             sftp.close()
-        actual = self._guest_hash(remote)
-        if actual != digest.hexdigest():
-            raise CopyVerificationFailed(
-                f"{remote} in the guest hashes to {actual}, not {digest.hexdigest()} like {local}",
-                hint="the copy was damaged on the way; copy it again",
-            )
+        check_upload(remote, guest_sha256=self._guest_hash(remote), host_sha256=digest.hexdigest())
         return size
 
     def get_file(self, remote: str, local: Path) -> int:
@@ -320,13 +312,7 @@ class SshTransport(GuestTransport):
             raise GuestUnreachable(f"copying {remote} over {self.name} failed: {exc}") from None
         finally:
             sftp.close()
-        if digest.hexdigest() != expected:
-            partial.unlink(missing_ok=True)
-            raise CopyVerificationFailed(
-                f"{local} hashes to {digest.hexdigest()}, but {remote} in the guest hashes to {expected}",
-                hint="the file changed in the guest during the copy, or the copy was damaged; copy it again",
-            )
-        partial.replace(local)
+        accept_download(partial, remote, sha256=digest.hexdigest(), guest_sha256=expected, final=local)
         return size
 
     def os_info(self) -> OsInfo:

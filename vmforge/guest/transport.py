@@ -1,6 +1,7 @@
 """The guest transport interface: run programs in a guest and move files, whatever the wire.
 
-The QEMU guest agent implements it now (:mod:`vmforge.guest.agent`); WinRM and SSH will later.
+The QEMU guest agent (:mod:`vmforge.guest.agent`), WinRM (:mod:`vmforge.guest.winrm`) and SSH
+(:mod:`vmforge.guest.ssh`) implement it; copies end in :func:`check_upload` / :func:`accept_download`.
 Everything OS-specific (how a script becomes argv, how to hash a file) lives in the OS adapters
 (:mod:`vmforge.guest.os_linux`, :mod:`vmforge.guest.os_windows`), never here.
 
@@ -40,6 +41,28 @@ class GuestCommandError(GuestError):
 
 class CopyVerificationFailed(GuestError):
     """A copied file's hash in the guest differs from the host's."""
+
+
+def check_upload(remote: str, *, guest_sha256: str, host_sha256: str) -> None:
+    """An upload counts only when the guest's hash of ``remote`` is the host's."""
+    if guest_sha256 != host_sha256:
+        raise CopyVerificationFailed(
+            f"{remote} in the guest hashes to {guest_sha256 or 'nothing'}, not {host_sha256} like the host's file",
+            hint="the copy was damaged on the way, or the file changed in the guest; copy it again",
+        )
+
+
+def accept_download(received: Path, remote: str, *, sha256: str, guest_sha256: str | None, final: Path) -> None:
+    """The tail of every download: ``received`` (hashing to ``sha256``) becomes ``final`` only
+    when the guest's hash of ``remote`` agrees; otherwise it is deleted and the copy fails."""
+    if sha256 != guest_sha256:
+        received.unlink(missing_ok=True)
+        raise CopyVerificationFailed(
+            f"{remote} arrived with SHA-256 {sha256}, but the guest hashes it to {guest_sha256 or 'nothing'}",
+            hint="the file changed in the guest during the copy, or the copy was damaged; copy it again",
+        )
+    if received != final:
+        received.replace(final)
 
 
 @dataclass(frozen=True)

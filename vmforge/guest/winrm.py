@@ -39,19 +39,20 @@ from winrm.exceptions import (
 )
 from winrm.protocol import Protocol
 
-from vmforge.guest.agent import backoff
 from vmforge.guest.certs import fetch_certificate, fingerprint_der, show_fingerprint
 from vmforge.guest.clixml import decode_stderr, first_error_line
 from vmforge.guest.os_windows import POWERSHELL, WindowsAdapter, encode_command, render_script
+from vmforge.guest.retry import backoff, retry_until
 from vmforge.guest.transport import (
     Completed,
-    CopyVerificationFailed,
     GuestCommandError,
     GuestError,
     GuestTimeout,
     GuestTransport,
     GuestUnreachable,
     OsInfo,
+    accept_download,
+    check_upload,
 )
 from vmforge.guest.winrm_http import MISMATCH_MARKER, PinnedTransport
 from vmforge.logs import get_logger, register_secret
@@ -287,29 +288,26 @@ class WinrmTransport(GuestTransport):
 
     # -- GuestTransport -----------------------------------------------------------------------------
     def wait_ready(self, deadline: float) -> None:
-        delays = backoff(self._rng, initial=0.5, maximum=12.0)
-        last: GuestError | None = None
-        while True:
+        def open_once() -> None:
+            self._drop()
+            attempts, self.open_attempts = self.open_attempts, 1
             try:
-                self._drop()
-                attempts, self.open_attempts = self.open_attempts, 1
-                try:
-                    self._ensure_shell()
-                finally:
-                    self.open_attempts = attempts
-                return
-            except (WinrmAuthError, CertificateMismatch):
-                raise  # waiting will not fix these
-            except GuestError as exc:
-                last = exc
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                reason = f" (last error: {last.message})" if last else ""
-                raise GuestTimeout(
-                    f"{self.name} did not answer in time{reason}",
-                    hint="WinRM starts late in Windows' boot; is the guest up and remote.address right?",
-                )
-            self._sleep(max(0.0, min(next(delays), remaining)))
+                self._ensure_shell()
+            finally:
+                self.open_attempts = attempts
+
+        retry_until(
+            open_once,
+            deadline=deadline,
+            delays=backoff(self._rng, initial=0.5, maximum=12.0),
+            clock=self._clock,
+            sleep=self._sleep,
+            timed_out=lambda last: GuestTimeout(
+                f"{self.name} did not answer in time" + (f" (last error: {last.message})" if last else ""),
+                hint="WinRM starts late in Windows' boot; is the guest up and remote.address right?",
+            ),
+            fatal=(WinrmAuthError, CertificateMismatch),  # waiting will not fix these
+        )
 
     def run(self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float) -> Completed:
         if not argv:
@@ -338,7 +336,7 @@ class WinrmTransport(GuestTransport):
                     yield base64.b64encode(block) + b"\n"
 
             reported = self._receive_in_guest(lines(), remote)
-            _check_digest(remote, reported, digest.hexdigest())
+            check_upload(remote, guest_sha256=reported, host_sha256=digest.hexdigest())
             return size
 
     def get_file(self, remote: str, local: Path) -> int:
@@ -346,7 +344,7 @@ class WinrmTransport(GuestTransport):
         partial = local.with_name(f".{local.name}.vmforge-part")
         digest = hashlib.sha256()
         pending = bytearray()
-        reported: list[str] = []
+        guest_sha256: str | None = None
         size = 0
         with partial.open("wb") as sink:
 
@@ -371,20 +369,14 @@ class WinrmTransport(GuestTransport):
                 )
                 tail = bytes(pending).strip().decode("ascii", "replace")
                 if tail.startswith("sha256:"):
-                    reported.append(tail[len("sha256:") :])
+                    guest_sha256 = tail[len("sha256:") :]
             except BaseException:
                 partial.unlink(missing_ok=True)
                 raise
         if rc != 0:
             partial.unlink(missing_ok=True)
             raise GuestCommandError(f"reading {remote} in the guest failed: {first_error_line(stderr)}")
-        if reported != [digest.hexdigest()]:
-            partial.unlink(missing_ok=True)
-            raise CopyVerificationFailed(
-                f"{remote} arrived with SHA-256 {digest.hexdigest()}, the guest reported {reported or 'none'}",
-                hint="the copy was damaged on the way; copy it again",
-            )
-        partial.replace(local)
+        accept_download(partial, remote, sha256=digest.hexdigest(), guest_sha256=guest_sha256, final=local)
         return size
 
     def os_info(self) -> OsInfo:
@@ -429,7 +421,9 @@ class WinrmTransport(GuestTransport):
         name = f"script-{hashlib.sha256(data).hexdigest()[:16]}.ps1"
         remote = self.adapter.join(self.adapter.temp_dir(), name)
         lines = (base64.b64encode(block) + b"\n" for block in _slices(data, self.chunk_size))
-        _check_digest(remote, self._receive_in_guest(lines, remote), hashlib.sha256(data).hexdigest())
+        check_upload(
+            remote, guest_sha256=self._receive_in_guest(lines, remote), host_sha256=hashlib.sha256(data).hexdigest()
+        )
         return windows_command_line(
             ["powershell.exe", "-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass", "-File", remote]
         )
@@ -514,14 +508,6 @@ class WinrmTransport(GuestTransport):
             pending = chunk
         last = pending or b""
         self._call(f"sending input to {label}", partial(protocol.send_command_input, shell, command, last, end=True))
-
-
-def _check_digest(remote: str, reported: str, expected: str) -> None:
-    if reported != expected:
-        raise CopyVerificationFailed(
-            f"{remote} in the guest hashes to {reported or 'nothing'}, not {expected}",
-            hint="the copy was damaged on the way; copy it again",
-        )
 
 
 def _slices(data: bytes, size: int) -> Iterator[bytes]:

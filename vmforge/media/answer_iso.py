@@ -134,7 +134,7 @@ def write_answer_iso(path: Path, files: Mapping[str, bytes], epoch: int = DEFAUL
             _write_iso(files, handle, epoch)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, 0o600)  # it holds the VM's secrets: obfuscated password, WinRM key
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -12,7 +12,9 @@ GUEST_AGENT_MSI = {"amd64": r"guest-agent\qemu-ga-x86_64.msi", "x86": r"guest-ag
 PANTHER_UNATTEND = r"C:\Windows\Panther\unattend.xml"
 
 
-def render_bootstrap(plan: Plan, arch: str) -> str:
+def render_bootstrap(plan: Plan, arch: str, winrm_listener: str | None = None) -> str:
+    """``winrm_listener``: the WinRM set-up script beside the bootstrap on the media, run after
+    the guest agent is installed (:mod:`vmforge.guest.winrm_setup`); None: no WinRM."""
     family = plan.family.value if plan.family else "unknown"
     text = render_template(
         TEMPLATE,
@@ -24,6 +26,7 @@ def render_bootstrap(plan: Plan, arch: str) -> str:
         serial_port=phases.SERIAL_PORT,
         guest_agent_msi=GUEST_AGENT_MSI.get(arch, GUEST_AGENT_MSI["amd64"]),
         panther_unattend=PANTHER_UNATTEND,
+        winrm_listener=winrm_listener or "",
         phase_start=phases.POSTINSTALL_START,
         phase_done=phases.POSTINSTALL_DONE,
         phase_failed=phases.POSTINSTALL_FAILED,

@@ -57,14 +57,21 @@ def prepare_answer(spec: Spec, password: str, inspection: IsoInspection | None =
     return Prepared(inspection, plan, answer, report)
 
 
-def media_files(spec: Spec, prepared: Prepared) -> dict[str, bytes]:
+def media_files(spec: Spec, prepared: Prepared, vm_dir: VmDir | None = None) -> dict[str, bytes]:
+    """Everything on the answer media.  With WinRM in remote.channels (and ``vm_dir`` to keep
+    its certificate in) also the WinRM set-up the bootstrap runs: script, PFX and its password."""
+    from vmforge.guest.winrm_setup import LISTENER_SCRIPT, winrm_media_files  # paramiko/pywinrm: only when needed
+
+    plan = prepared.plan
+    remote = {} if vm_dir is None else winrm_media_files(spec, vm_dir, plan.computer_name or spec.vm.name)
+    listener = LISTENER_SCRIPT if LISTENER_SCRIPT in remote else None
     files = {
         "autounattend.xml": prepared.answer.text.encode("ascii"),
         f"{ANSWER_DIR}/{BOOTSTRAP_SCRIPT}": render_bootstrap(
-            prepared.plan, prepared.answer.image.arch or "amd64"
+            plan, prepared.answer.image.arch or "amd64", listener
         ).encode("ascii"),
     }
-    plan = prepared.plan
+    files.update({f"{ANSWER_DIR}/{name}": data for name, data in remote.items()})
     virtio = spec.virtio_win.iso
     if virtio is None:
         if plan.disk.bus in BUSES_NEEDING_DRIVERS:
@@ -97,7 +104,7 @@ def build_media(
         for warning in prepared.report.warnings:
             reporter.warn(str(warning))
     with reporter.step("Collecting drivers and scripts"):
-        files = media_files(spec, prepared)
+        files = media_files(spec, prepared, vm_dir)
     with reporter.step("Writing the answer media"):
         if output is None:
             media = write_answer_media(vm_dir.media, files, epoch=epoch)
