@@ -614,12 +614,24 @@ class Create:
         return checks
 
     def _verify_other_channels(self) -> dict[str, str]:
-        """Every other channel in ``remote.channels`` must run a command too (remote access)."""
-        from vmforge.guest.remote_access import open_remote
+        """Every other channel in ``remote.channels`` that is set up must run a command too
+        (remote access).  WinRM over HTTPS is set up once its certificate is pinned, SSH once its
+        host key is recorded; before that the channel is reported as not checked, with why."""
+        from vmforge.guest.remote_access import PIN_SSH, PIN_WINRM, get_pin, open_remote
+        from vmforge.spec import WinrmScheme
 
         checks: dict[str, str] = {}
         for channel in self.spec.remote.channels:
             if channel is self._channel():
+                continue
+            https = self.spec.remote.winrm_scheme is WinrmScheme.HTTPS
+            if channel is RemoteChannel.WINRM and https and get_pin(self.vm_dir, PIN_WINRM) is None:
+                checks[channel.value] = (
+                    f"not checked: no WinRM certificate pinned ('vmforge remote pin {self.spec.vm.name}')"
+                )
+                continue
+            if channel is RemoteChannel.SSH and get_pin(self.vm_dir, PIN_SSH) is None:
+                checks[channel.value] = "not checked: no SSH host key recorded yet"
                 continue
             if channel is RemoteChannel.AGENT:
                 other: GuestTransport = AgentTransport(
