@@ -231,6 +231,11 @@ class Create:
                     "or --force to keep it and run the remaining steps with the new plan",
                 )
             self.reporter.warn(f"--force: keeping steps made for the old plan ({', '.join(stale) or 'none'})")
+            # A skip may not hold for the new spec (packages or vm.snapshot added): look again.
+            again = [r.name for r in self.state.steps if "skipped" in r.detail]
+            self.state.steps = [r for r in self.state.steps if "skipped" not in r.detail]
+            if again:
+                self.reporter.info(f"--force: steps skipped earlier are looked at again ({', '.join(again)})")
         self.state.plan_hash = digest
         self.state.spec_hash = plan.spec_hash
         self.state.extra["plan"] = new_data
