@@ -485,7 +485,7 @@ class Create:
             else:
                 from vmforge.guest.remote_access import open_remote
 
-                self.transport = open_remote(self.spec, self.vm_dir, channel, self._dom())
+                self.transport = open_remote(self.spec, self.vm_dir, channel, self._address_domain())
         return self.transport
 
     # -- steps (each returns its recorded detail, or Skipped) ---------------------------------
@@ -618,6 +618,10 @@ class Create:
             checks["guards"] = "ok"
         return checks
 
+    def _address_domain(self) -> Any:
+        """The domain libvirt asks for the guest's address; not needed with remote.address."""
+        return None if self.spec.remote.address else self._dom()
+
     def _verify_other_channels(self) -> dict[str, str]:
         """Every other channel in ``remote.channels`` that is set up must run a command too
         (remote access).  WinRM over HTTPS is set up once its certificate is pinned, SSH once its
@@ -643,7 +647,7 @@ class Create:
                     LibvirtAgentChannel(lambda: connect(self.spec.vm.connect), self.spec.vm.name)
                 )
             else:
-                other = open_remote(self.spec, self.vm_dir, channel, self._dom())
+                other = open_remote(self.spec, self.vm_dir, channel, self._address_domain())
             try:
                 other.wait_ready(time.monotonic() + self.spec.timeouts.agent)
                 result = other.run(["cmd.exe", "/c", "ver"], timeout=60.0)
