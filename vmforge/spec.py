@@ -174,6 +174,12 @@ class VmSection(Section):
     )
     hugepages: bool = Field(False, description="Back guest memory with the host's (pre-allocated) huge pages.")
     hibernate: bool = Field(False, description="Allow the guest to hibernate (ACPI S4, suspend-to-disk).")
+    snapshot: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$",
+        description="Label of an offline snapshot (disk overlay, NVRAM and TPM state) that create takes "
+        "as its last step and marks known-good; the VM is shut down for it and started again. Unset: none.",
+    )
 
     @field_validator("name")
     @classmethod

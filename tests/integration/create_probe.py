@@ -18,7 +18,13 @@ POOL = "vmforge"
 
 
 def probe_spec(
-    path: Path, name: str, *, ivshmem: bool = False, boot: str = "300s", package: Path | None = None
+    path: Path,
+    name: str,
+    *,
+    ivshmem: bool = False,
+    boot: str = "300s",
+    package: Path | None = None,
+    snapshot: str | None = None,
 ) -> Path:
     lines = [
         'os = "probe"',
@@ -27,6 +33,7 @@ def probe_spec(
         'virt_type = "qemu"',
         'memory = "512MiB"',
         "vcpus = 1",
+        *([f'snapshot = "{snapshot}"'] if snapshot else []),
         "[disk]",
         'size = "1GiB"',
         "[network]",
@@ -34,6 +41,7 @@ def probe_spec(
         "[timeouts]",
         f'boot = "{boot}"',
         'agent = "300s"',
+        'shutdown = "10s"',  # the probe ignores shutdown requests: the snapshot step powers it off
     ]
     if ivshmem:
         lines += ["[display]", 'resolution = "640x480"', "[ivshmem]", "enabled = true"]

@@ -132,6 +132,9 @@ def test_plan_change_needs_restart_or_force(created: Created) -> None:
     forced = run(created.state, "create", "--spec", str(created.spec), "--memory", "640MiB", "--force", "--json")
     assert forced.returncode == 0, forced.stderr
     assert read_state(created.state, NAME)["plan_hash"] == json.loads(forced.stdout)["plan_hash"]
+    statuses = {s["name"]: s["status"] for s in json.loads(forced.stdout)["steps"]}
+    assert statuses["define-install"] == "done-earlier"
+    assert {n for n, s in statuses.items() if s == "skipped"} == WINDOWS_ONLY | {"snapshot"}  # looked at again
 
 
 def test_destroy_removes_everything(created: Created) -> None:

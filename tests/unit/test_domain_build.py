@@ -89,6 +89,7 @@ FIELD_CASES = [
 # Spec fields of the domain-relevant sections that deliberately do not appear in the XML.
 NOT_IN_XML = {
     "vm.connect": "which daemon, not what it defines",
+    "vm.snapshot": "create's last step (vmforge.images.snapshot), not the domain definition",
     "disk.size": "the volume's capacity (storage API), not the domain",
     "disk.pool_dir": "where a new pool lives (storage API)",
     "windows.family": "reaches the XML through firmware, TPM, bus and NIC defaults (golden files)",

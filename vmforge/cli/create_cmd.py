@@ -58,8 +58,8 @@ def create(  # noqa: PLR0917 - click passes every option
     spec, _source = load_spec(spec_path, Overrides(sets, fields))
     reporter = Reporter()
     conn = connect(spec.vm.connect)
+    job = Create(spec, conn, reporter=reporter)
     try:
-        job = Create(spec, conn, reporter=reporter)
         try:
             result = job.run(CreateOptions(restart=restart, force=force))
         except PlanChanged as exc:
@@ -68,8 +68,11 @@ def create(  # noqa: PLR0917 - click passes every option
             reporter.warn(exc.message)
             if not click.confirm("Destroy what was made and start over (--restart)?", default=False, err=True):
                 raise
-            result = Create(spec, conn, reporter=reporter).run(CreateOptions(restart=True))
+            job.close()
+            job = Create(spec, conn, reporter=reporter)
+            result = job.run(CreateOptions(restart=True))
     finally:
+        job.close()  # what the run opened itself (a connection after a libvirtd restart)
         conn.close()
     if as_json:
         print_json(result.to_data())

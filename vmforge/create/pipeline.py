@@ -22,12 +22,12 @@ import libvirt
 from vmforge.create import steps as S
 from vmforge.create.diagnostics import Diagnostics, collect
 from vmforge.create.steps import Skipped, affected_steps, changed_fields
-from vmforge.create.watch import LogFileSource, Wait, events_data, follow, progress_line
+from vmforge.create.watch import LogFileSource, PhaseSource, Wait, events_data, follow, progress_line
 from vmforge.domain.destroy import destroy_vm
-from vmforge.domain.lifecycle import check_startable, provision, remove_media, send_keys, start
+from vmforge.domain.lifecycle import check_startable, provision, remove_media, send_keys, start, wait_for_stop
 from vmforge.domain.review import plan_on_host
 from vmforge.domain.shapes import Shape
-from vmforge.errors import ChecksFailed, UsageError, VmforgeError
+from vmforge.errors import ChecksFailed, LibvirtError, UsageError, VmforgeError
 from vmforge.guest.agent import AgentTransport
 from vmforge.guest.agent_channel import LibvirtAgentChannel
 from vmforge.guest.transport import GuestTransport
@@ -35,7 +35,7 @@ from vmforge.libvirt_conn import connect, libvirt_errors
 from vmforge.media import phases as P
 from vmforge.ownership import lookup_owned_domain
 from vmforge.plan import Plan
-from vmforge.spec import OsKind, Spec
+from vmforge.spec import OsKind, RemoteChannel, Spec
 from vmforge.state import VmDir, VmState
 from vmforge.storage import ensure_pool
 from vmforge.ui import Reporter
@@ -43,6 +43,7 @@ from vmforge.ui import Reporter
 SCHEMA = "vmforge.create/1"
 KEY_WINDOW = 90.0  # seconds after start during which Enter is pressed until Setup reports
 KEY_EVERY = 2.0
+RECONNECT_WINDOW = 120.0  # seconds to wait for libvirtd to answer again after it went away
 PROBE_ANSWER_FILE = "vmforge-probe.txt"
 
 TITLES = {
@@ -124,8 +125,17 @@ class CreateOptions:
     force: bool = False
 
 
+# Where a step that follows phase markers reads them: given the step's name and the domain's
+# plan. The default is the serial log libvirt writes on this host; tests inject recorded streams.
+PhaseSourceFactory = Callable[[str, Plan], PhaseSource]
+
+
 class Create:
-    """One ``vmforge create`` run for ``spec`` on ``conn`` (the caller opens and closes it)."""
+    """One ``vmforge create`` run for ``spec`` on ``conn`` (the caller opens and closes it; a
+    connection the run opened itself after libvirtd went away is closed by :meth:`close`).
+
+    Injection points (determinism in tests): ``clock``/``sleep`` for the waits, ``stage_root``
+    for the probe image, ``phase_source`` for the phase markers."""
 
     def __init__(
         self,
@@ -137,9 +147,12 @@ class Create:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         stage_root: Path | None = None,
+        phase_source: PhaseSourceFactory | None = None,
     ) -> None:
         self.spec = spec
         self.conn = conn
+        self._opened: list[Any] = []  # connections this run opened after losing ``conn``
+        self.phase_source = phase_source
         self.reporter = reporter
         self.vm_dir = vm_dir or VmDir(spec.vm.name)
         self.clock = clock
@@ -151,8 +164,19 @@ class Create:
         self.inspection: Any = None
         self.transport: GuestTransport | None = None
         self._boot: Any = None
+        self._current_step = ""
 
     # -- the run -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close what this run opened: a replacement libvirt connection, the guest transport."""
+        if self.transport is not None:
+            with contextlib.suppress(Exception):
+                self.transport.close()
+        for conn in self._opened:
+            with contextlib.suppress(libvirt.libvirtError):
+                conn.close()
+        self._opened.clear()
 
     def run(self, options: CreateOptions = CreateOptions()) -> CreateResult:
         with self.vm_dir.lock():
@@ -207,6 +231,11 @@ class Create:
                     "or --force to keep it and run the remaining steps with the new plan",
                 )
             self.reporter.warn(f"--force: keeping steps made for the old plan ({', '.join(stale) or 'none'})")
+            # A skip may not hold for the new spec (packages or vm.snapshot added): look again.
+            again = [r.name for r in self.state.steps if "skipped" in r.detail]
+            self.state.steps = [r for r in self.state.steps if "skipped" not in r.detail]
+            if again:
+                self.reporter.info(f"--force: steps skipped earlier are looked at again ({', '.join(again)})")
         self.state.plan_hash = digest
         self.state.spec_hash = plan.spec_hash
         self.state.extra["plan"] = new_data
@@ -221,7 +250,9 @@ class Create:
         method: Callable[[], dict[str, Any] | Skipped] = getattr(self, "_" + step.replace("-", "_"))
         title = TITLES[step]
         began = self.clock()
+        self._current_step = step
         try:
+            self._live_conn()
             with self.reporter.step(title):
                 outcome = method()
                 if isinstance(outcome, Skipped):
@@ -257,7 +288,10 @@ class Create:
         diag = None
         if S.STEPS.index(step) >= S.STEPS.index(S.START_INSTALL) and not isinstance(exc, UsageError):
             plan = self._domain_plan()
-            found = lookup_owned_domain(self.conn, plan.name)
+            try:
+                found = lookup_owned_domain(self._live_conn(), plan.name)
+            except VmforgeError:
+                found = None  # libvirt is unreachable: the screenshot is listed as missing
             diag = collect(
                 self.vm_dir.root,
                 conn=self.conn,
@@ -315,8 +349,42 @@ class Create:
             self._boot = stage_image(ensure_probe_image(), self.plan, self.stage_root or SYSTEM_STAGE_DIR)
         return self._boot
 
+    def _conn_alive(self) -> bool:
+        try:
+            return bool(self.conn.isAlive())
+        except libvirt.libvirtError:
+            return False
+
+    def _live_conn(self) -> Any:
+        """The libvirt connection, opened again when libvirtd went away (restarted) under it.
+
+        Running domains survive a libvirtd restart, so a wait simply continues on a new
+        connection; while the daemon is down it is tried again for ``RECONNECT_WINDOW`` s."""
+        if self._conn_alive():
+            return self.conn
+        deadline = self.clock() + RECONNECT_WINDOW
+        self.reporter.warn(f"lost the libvirt connection to {self.spec.vm.connect}; reconnecting")
+        while True:
+            try:
+                conn = connect(self.spec.vm.connect)
+                conn.getLibVersion()  # answers: the new daemon is up
+            except (LibvirtError, libvirt.libvirtError) as exc:
+                if self.clock() >= deadline:
+                    raise LibvirtError(
+                        f"libvirt at {self.spec.vm.connect} did not answer again within {RECONNECT_WINDOW:.0f}s",
+                        hint="start libvirtd and re-run the same command: it continues with this step",
+                    ) from None
+                log_text = exc.message if isinstance(exc, VmforgeError) else str(exc)
+                self.reporter.info(f"libvirt not answering yet ({log_text})")
+                self.sleep(1.0)
+                continue
+            self._opened.append(conn)
+            self.conn = conn
+            self.reporter.info("reconnected to libvirt")
+            return conn
+
     def _dom(self) -> Any:
-        found = lookup_owned_domain(self.conn, self.spec.vm.name)
+        found = lookup_owned_domain(self._live_conn(), self.spec.vm.name)
         if found is None:
             raise VmforgeError(
                 f"domain {self.spec.vm.name} is gone (removed outside vmforge?)",
@@ -331,15 +399,27 @@ class Create:
             return False, _SHUTOFF.get(reason, str(reason))
         return True, ""
 
+    def _running_across_restarts(self, box: list[Any]) -> tuple[bool, str]:
+        """:meth:`_running` for ``box[0]``; when the connection died under it (libvirtd was
+        restarted), reconnect, look the domain up again and ask once more."""
+        try:
+            return self._running(box[0])
+        except LibvirtError:
+            if self._conn_alive():
+                raise  # a real answer from libvirt, not a lost connection
+            box[0] = self._dom()  # reconnects first
+            return self._running(box[0])
+
     def _follow(self, wait: Wait, timeout: float, press_keys: bool = False) -> dict[str, Any]:
         plan = self._domain_plan()
-        if plan.serial_log is None:
+        if plan.serial_log is None and self.phase_source is None:
             raise VmforgeError(
                 f"vm.connect = '{plan.connect}' is remote: following phases needs the serial log on this host",
                 hint="run vmforge create on the libvirt host (remote console following is not built yet)",
             )
-        dom = self._dom()
-        source = LogFileSource(plan.serial_log)
+        box = [self._dom()]
+        step = self._current_step
+        source = self.phase_source(step, plan) if self.phase_source else LogFileSource(Path(str(plan.serial_log)))
         start_wall = time.time()
         now = self.clock()
         last_report = [now]
@@ -361,7 +441,7 @@ class Create:
                 # "Press any key to boot from CD or DVD"; the domain may be between states, the
                 # next tick tries again.
                 with contextlib.suppress(VmforgeError):
-                    send_keys(dom, "enter")
+                    send_keys(box[0], "enter")
             if self.clock() - last_report[0] >= 30.0:
                 last_report[0] = self.clock()
                 self.reporter.info(progress_line(elapsed, last, time.time()))
@@ -369,7 +449,7 @@ class Create:
         outcome = follow(
             source,
             wait,
-            lambda: self._running(dom),
+            lambda: self._running_across_restarts(box),
             deadline=now + timeout,
             first_sign=now + self.spec.timeouts.boot,
             on_event=on_event,
@@ -388,10 +468,24 @@ class Create:
         assert self.transport is not None
         return Guest(self.transport)
 
+    def _channel(self) -> RemoteChannel:
+        """The channel create drives the guest through: the first of ``remote.channels`` (the
+        probe has only the agent)."""
+        channels = self.spec.remote.channels
+        if not self.windows or not channels:
+            return RemoteChannel.AGENT
+        return channels[0]
+
     def _open_transport(self) -> GuestTransport:
         if self.transport is None:
-            uri = self.spec.vm.connect
-            self.transport = AgentTransport(LibvirtAgentChannel(lambda: connect(uri), self.spec.vm.name))
+            channel = self._channel()
+            if channel is RemoteChannel.AGENT:
+                uri = self.spec.vm.connect
+                self.transport = AgentTransport(LibvirtAgentChannel(lambda: connect(uri), self.spec.vm.name))
+            else:
+                from vmforge.guest.remote_access import open_remote
+
+                self.transport = open_remote(self.spec, self.vm_dir, channel, self._address_domain())
         return self.transport
 
     # -- steps (each returns its recorded detail, or Skipped) ---------------------------------
@@ -503,7 +597,9 @@ class Create:
         result = transport.run(["/bin/true"] if not self.windows else ["cmd.exe", "/c", "ver"], timeout=60.0)
         if result.rc != 0:
             raise VmforgeError(f"a command over {transport.name} exited {result.rc}", hint="see the guest's logs")
-        checks["agent_exec"] = "ok"
+        checks[self._channel().value] = "ok"
+        if self.windows:
+            checks.update(self._verify_other_channels())
         failed = [n for n, r in dict(self.state.extra.get("packages", {})).items() if r.get("status") == "failed"]
         if failed:
             raise ChecksFailed(f"packages recorded as failed: {', '.join(failed)}", hint="re-run to install them again")
@@ -520,6 +616,49 @@ class Create:
                     report=report.to_data(),
                 )
             checks["guards"] = "ok"
+        return checks
+
+    def _address_domain(self) -> Any:
+        """The domain libvirt asks for the guest's address; not needed with remote.address."""
+        return None if self.spec.remote.address else self._dom()
+
+    def _verify_other_channels(self) -> dict[str, str]:
+        """Every other channel in ``remote.channels`` that is set up must run a command too
+        (remote access).  WinRM over HTTPS is set up once its certificate is pinned, SSH once its
+        host key is recorded; before that the channel is reported as not checked, with why."""
+        from vmforge.guest.remote_access import PIN_SSH, PIN_WINRM, get_pin, open_remote
+        from vmforge.spec import WinrmScheme
+
+        checks: dict[str, str] = {}
+        for channel in self.spec.remote.channels:
+            if channel is self._channel():
+                continue
+            https = self.spec.remote.winrm_scheme is WinrmScheme.HTTPS
+            if channel is RemoteChannel.WINRM and https and get_pin(self.vm_dir, PIN_WINRM) is None:
+                checks[channel.value] = (
+                    f"not checked: no WinRM certificate pinned ('vmforge remote pin {self.spec.vm.name}')"
+                )
+                continue
+            if channel is RemoteChannel.SSH and get_pin(self.vm_dir, PIN_SSH) is None:
+                checks[channel.value] = "not checked: no SSH host key recorded yet"
+                continue
+            if channel is RemoteChannel.AGENT:
+                other: GuestTransport = AgentTransport(
+                    LibvirtAgentChannel(lambda: connect(self.spec.vm.connect), self.spec.vm.name)
+                )
+            else:
+                other = open_remote(self.spec, self.vm_dir, channel, self._address_domain())
+            try:
+                other.wait_ready(time.monotonic() + self.spec.timeouts.agent)
+                result = other.run(["cmd.exe", "/c", "ver"], timeout=60.0)
+            finally:
+                other.close()
+            if result.rc != 0:
+                raise VmforgeError(
+                    f"a command over {other.name} exited {result.rc}",
+                    hint=f"remote.channels lists {channel.value}: check that channel in the guest",
+                )
+            checks[channel.value] = "ok"
         return checks
 
     def _detach_media(self) -> dict[str, Any] | Skipped:
@@ -550,7 +689,45 @@ class Create:
             return {"uuid": str(dom.UUIDString()), "shape": Shape.FINAL.value}
 
     def _snapshot(self) -> dict[str, Any] | Skipped:
-        return Skipped("snapshots are the images issue's (not built yet)")
+        label = self.spec.vm.snapshot
+        if label is None:
+            return Skipped("vm.snapshot is unset (no snapshot asked for)")
+        from vmforge.images.snapshot import list_snapshots, take_snapshot
+
+        dom = self._dom()
+        taken = next((s for s in list_snapshots(self.vm_dir) if s.label == label), None)
+        detail: dict[str, Any] = {"label": label}
+        if taken is None:
+            # vmforge's snapshots are offline (libvirt 9.0 cannot snapshot a running UEFI guest's
+            # NVRAM and TPM state): shut the guest down, take it, start the VM again.
+            detail["shutdown"] = self._shut_down(dom)
+            if self.transport is not None:
+                self.transport.close()  # the guest is going away; a later use reconnects
+            taken = take_snapshot(self._live_conn(), self.spec.vm.name, self.vm_dir, label, known_good_mark=True)
+        else:
+            detail["reused"] = True  # an interrupted run took it before recording this step
+        start(self._dom())
+        detail.update(layer=taken.layer.name, nvram_sha256=taken.nvram_sha256, tpm_sha256=taken.tpm_sha256)
+        return detail
+
+    def _shut_down(self, dom: Any) -> str:
+        """Shut the guest down cleanly (agent, else the ACPI button), powered off after
+        ``[timeouts] shutdown``; returns how it went."""
+        if not dom.isActive():
+            return "already shut off"
+        with contextlib.suppress(libvirt.libvirtError):  # neither agent nor ACPI answer: forced below
+            dom.shutdownFlags(libvirt.VIR_DOMAIN_SHUTDOWN_GUEST_AGENT | libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN)
+        timeout = self.spec.timeouts.shutdown
+        try:
+            return wait_for_stop(dom, timeout, clock=self.clock, sleep=self.sleep)
+        except LibvirtError:
+            raise
+        except VmforgeError:
+            self.reporter.warn(f"{dom.name()} did not shut down within {timeout:.0f}s; powering it off")
+            with libvirt_errors(f"powering off {dom.name()}"):
+                if dom.isActive():
+                    dom.destroy()
+            return f"forced after {timeout:.0f}s"
 
 
 _SHUTOFF = {0: "unknown", 1: "shutdown", 2: "destroyed", 3: "crashed", 4: "migrated", 5: "saved", 6: "failed"}
