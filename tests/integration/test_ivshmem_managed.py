@@ -1,0 +1,198 @@
+"""vmforge runs the ivshmem server of a doorbell VM: started before the domain, gone after destroy.
+
+Real libvirtd (qemu:///system, so QEMU runs as libvirt-qemu) and TCG: a probe VM whose
+ivshmem-doorbell device comes from vmforge's own domain XML is started through
+``vmforge.domain.lifecycle.start``; QEMU must connect to vmforge's server (its join is seen by a
+second client), a second start converges on the same server, and ``destroy_vm`` leaves no
+shared-memory file, socket or server process.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import shutil
+import socket
+import stat
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import libvirt
+import pytest
+from probe_vm import probe_image  # noqa: F401 - fixture
+
+from vmforge.domain.destroy import destroy_vm
+from vmforge.domain.lifecycle import provision, start
+from vmforge.domain.shapes import Shape
+from vmforge.host.facts import read_host_facts
+from vmforge.ivshmem.doorbell import IvshmemClient
+from vmforge.ivshmem.managed import STATE_KEY, release_server
+from vmforge.ivshmem.server_daemon import running_server
+from vmforge.libvirt_conn import connect
+from vmforge.plan import Plan, resolve_plan
+from vmforge.probe.image import ProbeImage
+from vmforge.probe.run import stage_image
+from vmforge.probe.transform import probe_plan
+from vmforge.spec import parse_spec
+from vmforge.state import VmDir
+from vmforge.storage import lookup_pool
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+URI = "qemu:///system"
+PREFIX = "vmft-s2v-"
+POOL = PREFIX + "pool"
+
+
+def doorbell_plan(conn: Any, name: str, pool_dir: Path, state: Path) -> Plan:
+    data: dict[str, Any] = {
+        "os": "probe",
+        "vm": {"name": name, "virt_type": "qemu", "memory": "512MiB", "vcpus": 1},
+        "disk": {"size": "64MiB", "pool": POOL, "pool_dir": str(pool_dir)},
+        "network": {"type": "none"},
+        "display": {"vnc": False, "resolution": "1280x720"},
+        "ivshmem": {"enabled": True, "model": "doorbell"},
+    }
+    return resolve_plan(
+        parse_spec(data, label="test"),
+        env={"VMFORGE_STATE_DIR": str(state), "HOME": str(state)},
+        host=read_host_facts(conn, URI, "qemu"),
+    )
+
+
+@pytest.fixture
+def places() -> Iterator[tuple[Path, Path, Path]]:
+    """Stage folder, pool folder (QEMU runs as libvirt-qemu: not below pytest's 0700 tmp) and state."""
+    base = Path(f"/var/tmp/{PREFIX}{os.getpid()}")
+    base.mkdir(mode=0o755, exist_ok=True)
+    base.chmod(0o755)
+    try:
+        yield base / "stage", base / "pool", base / "state"
+    finally:
+        conn = connect(URI)
+        try:
+            for dom in conn.listAllDomains(0):
+                if dom.name().startswith(PREFIX):
+                    if dom.isActive():
+                        dom.destroy()
+                    dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+            pool = lookup_pool(conn, POOL)
+            if pool is not None:
+                for volume in pool.listAllVolumes(0):
+                    volume.delete(0)
+                if pool.isActive():
+                    pool.destroy()
+                pool.undefine()
+        finally:
+            conn.close()
+        state = base / "state" / "vms"
+        for vm_root in state.glob("*") if state.is_dir() else []:
+            release_server(VmDir(vm_root.name, root=base / "state"))
+        for leftover in Path("/dev/shm").glob(f"vmforge-{PREFIX}*"):
+            leftover.unlink(missing_ok=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_the_server_starts_with_the_domain_and_destroy_removes_it(
+    probe_image: ProbeImage,  # noqa: F811
+    places: tuple[Path, Path, Path],
+) -> None:
+    stage, pool_dir, state = places
+    conn = connect(URI)
+    try:
+        plan = doorbell_plan(conn, f"{PREFIX}{uuid.uuid4().hex[:6]}", pool_dir, state)
+        pplan = probe_plan(plan, stage_image(probe_image, plan, stage))
+        ivshmem = pplan.ivshmem
+        assert ivshmem is not None and ivshmem.socket is not None
+        assert ivshmem.socket.parent == Path("/run/vmforge")
+        vm_dir = VmDir(pplan.name, root=state)
+        # provision no longer refuses a doorbell device whose server is not running yet
+        dom = provision(conn, pplan, Shape.POST_INSTALL, vm_dir=vm_dir)
+        assert not ivshmem.socket.exists()
+
+        start(dom, vm_dir, ivshmem)
+        assert dom.isActive()
+        handle = running_server(vm_dir)
+        assert handle is not None and handle.socket_path == ivshmem.socket
+        record = vm_dir.load().extra[STATE_KEY]  # type: ignore[union-attr]
+        assert record["pid"] == handle.pid and record["size"] == ivshmem.size == 16 * 1024**2
+        # QEMU runs as libvirt-qemu: the socket is root:<QEMU's group> 0660 in a 0755 folder.
+        info = ivshmem.socket.stat()
+        assert stat.S_ISSOCK(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o660
+        assert info.st_gid == record["group"] == grp.getgrnam("libvirt-qemu").gr_gid
+        assert stat.S_IMODE(ivshmem.socket.parent.stat().st_mode) == 0o755
+
+        # QEMU connected to vmforge's server: a second client sees it as a peer with its vector
+        # (vmforge's XML: <msi vectors='1'>).
+        assert record["vectors"] == 1
+        client = IvshmemClient.connect(ivshmem.socket, vectors=1)
+        try:
+            if not client.peers:
+                client.poll_events(timeout=30)
+            assert len(client.peers) == 1 and len(next(iter(client.peers.values()))) == 1
+        finally:
+            client.close()
+        assert os.stat(ivshmem.path).st_size == ivshmem.size
+
+        # A re-run converges: a running domain and its server are left as they are.
+        start(dom, vm_dir, ivshmem)
+        assert running_server(vm_dir) == handle
+
+        report = destroy_vm(conn, pplan.name, vm_dir)
+        assert "ivshmem server" in report.removed and f"shared memory {ivshmem.path}" in report.removed
+        assert not ivshmem.path.exists() and not ivshmem.socket.exists()
+        assert not _alive(handle.pid)
+        assert pplan.name not in [d.name() for d in conn.listAllDomains(0)]
+    finally:
+        conn.close()
+
+
+def test_a_stale_socket_is_replaced_and_a_stopped_vm_restarts_its_server(
+    probe_image: ProbeImage,  # noqa: F811
+    places: tuple[Path, Path, Path],
+) -> None:
+    stage, pool_dir, state = places
+    conn = connect(URI)
+    try:
+        plan = doorbell_plan(conn, f"{PREFIX}{uuid.uuid4().hex[:6]}", pool_dir, state)
+        pplan = probe_plan(plan, stage_image(probe_image, plan, stage))
+        ivshmem = pplan.ivshmem
+        assert ivshmem is not None and ivshmem.socket is not None
+        vm_dir = VmDir(pplan.name, root=state)
+        dom = provision(conn, pplan, Shape.POST_INSTALL, vm_dir=vm_dir)
+        # A socket file left by a server that died (nobody listens there).
+        ivshmem.socket.parent.mkdir(mode=0o755, exist_ok=True)
+        dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        dead.bind(str(ivshmem.socket))
+        dead.close()
+        start(dom, vm_dir, ivshmem, paused=True)
+        first = running_server(vm_dir)
+        assert first is not None and dom.isActive()
+
+        dom.destroy()  # the guest is off; the 'stop' command releases the server
+        assert release_server(vm_dir) is True
+        assert not ivshmem.socket.exists() and not _alive(first.pid)
+        assert STATE_KEY not in vm_dir.load().extra  # type: ignore[union-attr]
+
+        # Started again later: the size comes from what the VM's state recorded (here: the
+        # spec's plan, as 'vmforge create' records it).
+        recorded = vm_dir.load()
+        assert recorded is not None
+        recorded.extra["plan"] = pplan.to_data()
+        vm_dir.save(recorded)
+        start(dom, vm_dir, paused=True)
+        second = running_server(vm_dir)
+        assert second is not None and second.pid != first.pid and dom.isActive()
+        destroy_vm(conn, pplan.name, vm_dir)
+        assert not ivshmem.socket.exists() and not _alive(second.pid) and not ivshmem.path.exists()
+    finally:
+        conn.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return text.rpartition(")")[2].split()[0] not in ("Z", "X")
