@@ -11,6 +11,8 @@
  * Usage: vmforge-ivshmem-peer PATH [IDLE_TIMEOUT_SECONDS]
  *   exits 0 after BYE, 1 on errors, 2 on usage, 3 when no session appeared within the timeout,
  *   4 when the host's layout version is refused.
+ *        vmforge-ivshmem-peer --doorbell ADDR HOST_PEER ROUNDS TIMEOUT_SECONDS
+ *   answers ivshmem-doorbell interrupts through VFIO (vfio-doorbell.c, included below).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -267,9 +269,13 @@ static void send_or_wait(struct session *s, uint16_t type, const uint8_t *p, uin
     }
 }
 
+#include "vfio-doorbell.c"
+
 int main(int argc, char **argv) {
+    if (argc == 6 && strcmp(argv[1], "--doorbell") == 0)
+        return doorbell_main(argv[2], (unsigned)atoi(argv[3]), (unsigned)atoi(argv[4]), atof(argv[5]));
     if (argc < 2 || argc > 3) {
-        fprintf(stderr, "usage: %s PATH [IDLE_TIMEOUT_SECONDS]\n", argv[0]);
+        fprintf(stderr, "usage: %s PATH [IDLE_TIMEOUT_SECONDS] | --doorbell ADDR HOST_PEER ROUNDS TIMEOUT\n", argv[0]);
         return 2;
     }
     double idle_timeout = argc == 3 ? atof(argv[2]) : 1e9;
