@@ -153,9 +153,10 @@ def test_the_server_starts_with_the_domain_and_destroy_removes_it(
         conn.close()
 
 
-def test_a_stale_socket_is_replaced_and_a_stopped_vm_restarts_its_server(
+def test_a_stale_socket_is_replaced_and_the_cli_stops_and_restarts_the_server(
     probe_image: ProbeImage,  # noqa: F811
     places: tuple[Path, Path, Path],
+    vmforge: Any,
 ) -> None:
     stage, pool_dir, state = places
     conn = connect(URI)
@@ -175,20 +176,27 @@ def test_a_stale_socket_is_replaced_and_a_stopped_vm_restarts_its_server(
         first = running_server(vm_dir)
         assert first is not None and dom.isActive()
 
-        dom.destroy()  # the guest is off; the 'stop' command releases the server
-        assert release_server(vm_dir) is True
-        assert not ivshmem.socket.exists() and not _alive(first.pid)
+        env = {"VMFORGE_STATE_DIR": str(state)}
+        status = vmforge("status", pplan.name, "--connect", URI, "--json", env=env)
+        assert status.code == 0, status.stderr
+        assert status.json()["vms"][0]["ivshmem_server"] == {"pid": first.pid, "socket": str(ivshmem.socket)}
+
+        stopped = vmforge("stop", pplan.name, "--force", "--connect", URI, env=env)
+        assert stopped.code == 0, stopped.stderr
+        assert not dom.isActive() and not ivshmem.socket.exists() and not _alive(first.pid)
         assert STATE_KEY not in vm_dir.load().extra  # type: ignore[union-attr]
 
-        # Started again later: the size comes from what the VM's state recorded (here: the
-        # spec's plan, as 'vmforge create' records it).
+        # 'vmforge start' later: the size comes from what the VM's state recorded (here: the
+        # spec's plan, as 'vmforge create' records it; the server record went with the stop).
         recorded = vm_dir.load()
         assert recorded is not None
         recorded.extra["plan"] = pplan.to_data()
         vm_dir.save(recorded)
-        start(dom, vm_dir, paused=True)
+        started = vmforge("start", pplan.name, "--connect", URI, env=env)
+        assert started.code == 0, started.stderr
         second = running_server(vm_dir)
         assert second is not None and second.pid != first.pid and dom.isActive()
+        assert vm_dir.load().extra[STATE_KEY]["pid"] == second.pid  # type: ignore[union-attr]
         destroy_vm(conn, pplan.name, vm_dir)
         assert not ivshmem.socket.exists() and not _alive(second.pid) and not ivshmem.path.exists()
     finally:

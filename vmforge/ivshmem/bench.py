@@ -37,6 +37,8 @@ from vmforge.plan import SHM_DIR, ivshmem_auto_size
 
 TARGET_RATIO = 0.5
 PEER_START_TIMEOUT = 30.0
+IDLE_SPINS = 50  # frame polls before the consumer starts sleeping between them
+IDLE_SLEEP = 0.0002
 
 
 @dataclass(frozen=True)
@@ -147,7 +149,7 @@ def _frames(session: Session, count: int, clock: Callable[[], float]) -> dict[st
     dst = memoryview(bytearray(session.layout.frame_bytes))
     last = reader.latest_frame_no()
     target = last + count
-    delivered = retries = 0
+    delivered = retries = idle = 0
     done = False
     session.send(BENCH_FRAMES, struct.pack("<Q", count))
     start = clock()
@@ -159,6 +161,7 @@ def _frames(session: Session, count: int, clock: Callable[[], float]) -> dict[st
             retries += info.retries
             last = info.frame_no
             session.beat()
+            idle = 0
             continue
         if not done:
             msg = session.try_recv()
@@ -168,7 +171,13 @@ def _frames(session: Session, count: int, clock: Callable[[], float]) -> dict[st
         if time.monotonic() > deadline:
             raise ChannelTimeout(f"the bench peer delivered {delivered} of {count} frames in time")
         session.poll()
-        os.sched_yield()  # on a busy machine the producer may need this core
+        idle += 1
+        # A frame takes milliseconds to write: after a short spin, sleep instead of taking the
+        # CPU the producer needs (2 cores shared with other work).
+        if idle > IDLE_SPINS:
+            time.sleep(IDLE_SLEEP)
+        else:
+            os.sched_yield()
     elapsed = clock() - start
     if not done:
         msg = session.recv(10)
