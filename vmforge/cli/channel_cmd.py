@@ -117,6 +117,7 @@ def bench(resolution: str, frames: int, pings: int, as_json: bool) -> None:
         f"  channel {f['channel_gib_per_s']} GiB/s, memcpy {f['memcpy_gib_per_s']} GiB/s, "
         f"ratio {f['ratio_to_memcpy']} (target >= {f['target_ratio']})"
     )
+    echo(f"  per CPU second of the consumer: ratio {f['consumer_cpu_ratio_to_memcpy']} to memcpy")
     echo(f"round trip (polling): p50 {lat['p50']} us, p99 {lat['p99']} us over {lat['samples']} messages")
 
 
