@@ -31,7 +31,9 @@ from vmforge.domain.shapes import Shape
 from vmforge.guest.agent import AgentTransport
 from vmforge.guest.agent_channel import LibvirtAgentChannel
 from vmforge.host.facts import read_host_facts
+from vmforge.ivshmem.backing import open_shared_memory
 from vmforge.ivshmem.doorbell import IvshmemClient
+from vmforge.ivshmem.echo import check_channel
 from vmforge.ivshmem.managed import STATE_KEY, release_server
 from vmforge.ivshmem.server_daemon import running_server
 from vmforge.libvirt_conn import connect
@@ -204,6 +206,7 @@ def test_a_stale_socket_is_replaced_and_the_cli_stops_and_restarts_the_server(
 
 
 ROUNDS = 5
+ECHOES = 16
 
 
 def test_doorbell_interrupts_wake_the_guest_and_the_guest_rings_the_host(
@@ -259,6 +262,25 @@ def test_doorbell_interrupts_wake_the_guest_and_the_guest_rings_the_host(
             trips.sort()
             median = trips[ROUNDS // 2] * 1000
             os.write(2, f"\ndoorbell round trip host -> guest IRQ -> host (TCG): median {median:.1f} ms\n".encode())
+
+            # The channel itself in doorbell mode: the C peer maps BAR2 through VFIO, sleeps on
+            # the interrupt when idle and rings the host (id from the header) after each reply;
+            # the host rings after each message and blocks on its eventfd instead of polling.
+            start_echo = f"{PEER_PATH} --vfio {device.address} 120 >/tmp/echo.log 2>&1 &"
+            assert transport.run(["/bin/sh", "-c", start_echo], timeout=30).rc == 0
+            rung_before = bell.received
+            with open_shared_memory(ivshmem.path) as shm:
+                report = check_channel(
+                    shm, pplan.display_width, pplan.display_height, peer_timeout=120.0, echo_count=ECHOES,
+                    bye=True, doorbell=bell,
+                )  # fmt: skip
+            echo_log = _wait_for_log(transport, "doorbell interrupts", 60, "/tmp/echo.log")
+            assert report.ok and report.frame_crc_ok and report.frame_pattern_ok, (report, echo_log)
+            woken = int(echo_log.split("woken by ")[1].split()[0])
+            # every message from the host rang the guest; every reply rang the host
+            assert woken >= 1 and bell.received - rung_before >= ECHOES, (woken, bell.received, echo_log)
+            rings = bell.received - rung_before
+            os.write(2, f"doorbell-mode check: guest woken by {woken} interrupts, host by {rings} rings\n".encode())
         finally:
             client.close()
         destroy_vm(conn, pplan.name, vm_dir)
@@ -267,14 +289,14 @@ def test_doorbell_interrupts_wake_the_guest_and_the_guest_rings_the_host(
         conn.close()
 
 
-def _read_log(transport: AgentTransport) -> str:
-    return transport.run(["cat", "/tmp/bell.log"], timeout=30).stdout.decode("utf-8", "replace")
+def _read_log(transport: AgentTransport, path: str = "/tmp/bell.log") -> str:
+    return transport.run(["cat", path], timeout=30).stdout.decode("utf-8", "replace")
 
 
-def _wait_for_log(transport: AgentTransport, text: str, timeout: float) -> str:
+def _wait_for_log(transport: AgentTransport, text: str, timeout: float, path: str = "/tmp/bell.log") -> str:
     deadline = time.monotonic() + timeout
     while True:
-        log = _read_log(transport)
+        log = _read_log(transport, path)
         if text in log:
             return log
         assert time.monotonic() < deadline, f"no {text!r} in the peer's log within {timeout:g}s:\n{log}"

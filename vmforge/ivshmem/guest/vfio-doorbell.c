@@ -18,7 +18,6 @@
  * Exit: 0 all rounds answered, 1 setup error (message on stderr), 3 no interrupt in time.
  */
 #include <linux/vfio.h>
-#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 
@@ -114,6 +113,21 @@ static int enable_msix(int device, int *efd) {
     memcpy(set->data, efd, sizeof(int));
     if (ioctl(device, VFIO_DEVICE_SET_IRQS, set) != 0) return fail("VFIO_DEVICE_SET_IRQS (MSI-X)", strerror(errno));
     fprintf(stderr, "vmforge-ivshmem-peer: MSI-X vector 0 of %u routed to an eventfd\n", irq.count);
+    return 0;
+}
+
+/* --vfio: the device on vfio-pci, MSI-X vector 0 on an eventfd, BAR2 (the shared memory) mapped */
+static int vfio_map(const char *addr, uint8_t **mem, uint64_t *size, int *device, int *efd, uint64_t *bar0_offset) {
+    if (bind_vfio(addr) || open_device(addr, device) || enable_msix(*device, efd)) return 1;
+    struct vfio_region_info bar0, bar2;
+    if (region(*device, VFIO_PCI_BAR0_REGION_INDEX, &bar0) != 0 || bar0.size < 16)
+        return fail("BAR0 (ivshmem registers)", "missing");
+    if (region(*device, VFIO_PCI_BAR2_REGION_INDEX, &bar2) != 0 || !(bar2.flags & VFIO_REGION_INFO_FLAG_MMAP))
+        return fail("BAR2 (shared memory)", "missing or not mappable");
+    *mem = mmap(NULL, bar2.size, PROT_READ | PROT_WRITE, MAP_SHARED, *device, (off_t)bar2.offset);
+    if (*mem == MAP_FAILED) return fail("mapping BAR2", strerror(errno));
+    *size = bar2.size;
+    *bar0_offset = bar0.offset;
     return 0;
 }
 
