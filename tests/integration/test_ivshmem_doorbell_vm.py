@@ -10,6 +10,7 @@ shared-memory file, socket or server process.
 from __future__ import annotations
 
 import grp
+import json
 import os
 import shutil
 import socket
@@ -22,6 +23,7 @@ from typing import Any
 
 import libvirt
 import pytest
+from create_probe import force_cleanup, probe_spec, read_state, run
 from lxml import etree
 from probe_vm import probe_image  # noqa: F401 - fixture
 
@@ -118,7 +120,7 @@ def test_the_server_starts_with_the_domain_and_destroy_removes_it(
         dom = provision(conn, pplan, Shape.POST_INSTALL, vm_dir=vm_dir)
         assert not ivshmem.socket.exists()
 
-        start(dom, vm_dir, ivshmem)
+        start(dom, vm_dir, ivshmem, paused=True)  # QEMU connects at start; no guest needed
         assert dom.isActive()
         handle = running_server(vm_dir)
         assert handle is not None and handle.socket_path == ivshmem.socket
@@ -143,7 +145,7 @@ def test_the_server_starts_with_the_domain_and_destroy_removes_it(
         assert os.stat(ivshmem.path).st_size == ivshmem.size
 
         # A re-run converges: a running domain and its server are left as they are.
-        start(dom, vm_dir, ivshmem)
+        start(dom, vm_dir, ivshmem, paused=True)
         assert running_server(vm_dir) == handle
 
         report = destroy_vm(conn, pplan.name, vm_dir)
@@ -309,3 +311,41 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return text.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+def test_vmforge_create_runs_the_server_and_destroy_removes_it(
+    probe_image: ProbeImage,  # noqa: F811 - the machine's probe image, built once
+    tmp_path: Path,
+) -> None:
+    """The real CLI end to end: 'vmforge create' on a doorbell spec starts vmforge's server
+    before the domain (no hand-started server), 'vmforge destroy' leaves nothing behind."""
+    name = f"{PREFIX}cr-{uuid.uuid4().hex[:6]}"
+    state = tmp_path / "state"
+    spec = probe_spec(tmp_path / "probe.toml", name)
+    with spec.open("a") as out:
+        out.write('[display]\nresolution = "640x480"\n[ivshmem]\nenabled = true\nmodel = "doorbell"\n')
+    conn = connect(URI)
+    try:
+        created = run(state, "create", "--spec", str(spec), "--json")
+        assert created.returncode == 0, created.stderr[-3000:]
+        record = read_state(state, name)["extra"][STATE_KEY]
+        socket_path, shm = Path(record["socket"]), Path(record["shm"])
+        assert socket_path == Path(f"/run/vmforge/vmforge-{name}.sock") and shm.stat().st_size == record["size"]
+        handle = running_server(VmDir(name, root=state))
+        assert handle is not None and handle.pid == record["pid"]
+        client = IvshmemClient.connect(socket_path, vectors=1)
+        try:
+            if not client.peers:
+                client.poll_events(timeout=30)
+            assert len(client.peers) == 1  # the VM's QEMU
+        finally:
+            client.close()
+
+        destroyed = run(state, "destroy", name, "--connect", URI, "--json", timeout=120)
+        assert destroyed.returncode == 0, destroyed.stderr
+        assert "ivshmem server" in json.loads(destroyed.stdout)["removed"]
+        assert not socket_path.exists() and not shm.exists() and not _alive(handle.pid)
+        assert name not in [d.name() for d in conn.listAllDomains(0)]
+    finally:
+        force_cleanup(conn, name, state)
+        conn.close()
