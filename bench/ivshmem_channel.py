@@ -34,6 +34,9 @@ def main() -> int:
         "resolution": args.resolution,
         "runs": runs,
         "median_ratio_to_memcpy": statistics.median(r["frames"]["ratio_to_memcpy"] for r in runs),
+        "median_consumer_cpu_ratio_to_memcpy": statistics.median(
+            r["frames"]["consumer_cpu_ratio_to_memcpy"] for r in runs
+        ),
         "median_p50_us": statistics.median(r["latency_us"]["p50"] for r in runs),
         "median_p99_us": statistics.median(r["latency_us"]["p99"] for r in runs),
     }

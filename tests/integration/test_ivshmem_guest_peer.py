@@ -97,7 +97,7 @@ def test_peer_refuses_a_newer_layout_version_and_the_host_reports_it(peer_binary
         try:
             assert peer.wait(timeout=15) == 4
             with pytest.raises(
-                VersionMismatch, match=r"guest peer speaks .* 1\.0 and refused this session's version 2\.0"
+                VersionMismatch, match=r"guest peer speaks .* 1\.1 and refused this session's version 2\.0"
             ):
                 host.wait_for_peer(5)
         finally:

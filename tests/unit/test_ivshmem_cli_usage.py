@@ -12,6 +12,7 @@ def test_bench_smoke_runs_two_processes_and_reports_ratios(vmforge: Any) -> None
     frames, latency = data["frames"], data["latency_us"]
     assert data["resolution"] == "320x240"
     assert 1 <= frames["delivered"] <= 5 and frames["ratio_to_memcpy"] > 0
+    assert frames["consumer_cpu_ratio_to_memcpy"] > 0 and frames["memcpy_cpu_gib_per_s"] > 0
     assert frames["target_ratio"] == 0.5 and isinstance(frames["meets_target"], bool)
     assert latency["samples"] == 50 and 0 < latency["p50"] <= latency["p99"] <= latency["max"]
     assert set(Path("/dev/shm").glob("vmforge-bench-*")) <= before  # its shm file is removed

@@ -57,7 +57,7 @@ def test_malformed_header_is_refused(tmp_path: Path) -> None:
 def test_version_check_names_both_versions() -> None:
     check_version(L.VERSION_MAJOR, 7, "the host")  # minor versions are compatible
     with pytest.raises(
-        VersionMismatch, match=r"the host speaks shared-memory layout version 2\.0, this side speaks 1\.0"
+        VersionMismatch, match=r"the host speaks shared-memory layout version 2\.0, this side speaks 1\.1"
     ):
         check_version(2, 0, "the host")
 

@@ -109,7 +109,7 @@ def test_sessions_wake_each_other_through_the_doorbell(tmp_path: Path) -> None:
     import threading
 
     from vmforge.ivshmem.backing import SharedMemory
-    from vmforge.ivshmem.layout import OFF_HOST_FEATURES, Feature
+    from vmforge.ivshmem.layout import OFF_HOST_DOORBELL_ID, OFF_HOST_FEATURES, Feature
     from vmforge.ivshmem.session import Session
 
     server = IvshmemServer(tmp_path / "ivs.sock", tmp_path / "shm", 8 * MiB, vectors=1).start()
@@ -122,6 +122,8 @@ def test_sessions_wake_each_other_through_the_doorbell(tmp_path: Path) -> None:
     shm_b = SharedMemory(server.shm_path, 8 * MiB, maps[1])
     host = Session.create(shm_a, 16, 16, doorbell=a.doorbell(b.peer_id))
     assert struct.unpack_from("<Q", shm_b.buf, OFF_HOST_FEATURES)[0] & Feature.DOORBELL
+    # layout 1.1: the host's ivshmem peer id + 1, the target of a guest's Doorbell register write
+    assert struct.unpack_from("<I", shm_b.buf, OFF_HOST_DOORBELL_ID)[0] == a.peer_id + 1
     guest = Session.attach(shm_b, timeout=2, doorbell=b.doorbell(a.peer_id))
     got: list[bytes] = []
 
@@ -136,6 +138,11 @@ def test_sessions_wake_each_other_through_the_doorbell(tmp_path: Path) -> None:
     assert host.recv(5).payload == b"pong"
     thread.join(5)
     assert got == [b"ping"]
+    # the guest's one ring: counted by wait(), or still pending if the reply was there first
+    assert host.doorbell is not None
+    assert host.doorbell.received == 1 or eventfd_pending(host.doorbell.own_fd)
+    plain = Session.create(shm_a, 16, 16)
+    assert plain.doorbell is None and struct.unpack_from("<I", shm_b.buf, OFF_HOST_DOORBELL_ID)[0] == 0
     a.close()
     b.close()
     server.stop()

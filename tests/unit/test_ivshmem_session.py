@@ -123,7 +123,7 @@ def test_guest_refuses_a_newer_major_version_and_the_host_says_why(shm: SharedMe
     struct.pack_into("<HH", shm.buf, OFF_VERSION_MAJOR, 2, 3)  # as a future host would write
     with pytest.raises(VersionMismatch, match=r"the host speaks shared-memory layout version 2\.3"):
         Session.attach(shm, timeout=1, clock=clock)
-    with pytest.raises(VersionMismatch, match=r"guest peer speaks .* 1\.0 and refused this session's version 2\.3"):
+    with pytest.raises(VersionMismatch, match=r"guest peer speaks .* 1\.1 and refused this session's version 2\.3"):
         host.wait_for_peer(1, sleep=clock.sleep)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grp
 import re
 import signal
 import threading
@@ -116,6 +117,7 @@ def bench(resolution: str, frames: int, pings: int, as_json: bool) -> None:
         f"  channel {f['channel_gib_per_s']} GiB/s, memcpy {f['memcpy_gib_per_s']} GiB/s, "
         f"ratio {f['ratio_to_memcpy']} (target >= {f['target_ratio']})"
     )
+    echo(f"  per CPU second of the consumer: ratio {f['consumer_cpu_ratio_to_memcpy']} to memcpy")
     echo(f"round trip (polling): p50 {lat['p50']} us, p99 {lat['p99']} us over {lat['samples']} messages")
 
 
@@ -124,13 +126,14 @@ def bench(resolution: str, frames: int, pings: int, as_json: bool) -> None:
 @click.option("--shm", "shm_path", type=click.Path(path_type=Path), required=True, help="Shared-memory file.")
 @click.option("--size", default="64MiB", show_default=True, help="Shared-memory size (a power of two).")
 @click.option("--vectors", default=1, show_default=True, help="Interrupt vectors per peer.")
-def server(socket_path: Path, shm_path: Path, size: str, vectors: int) -> None:
+@click.option("--group", "group", default=None, help="Group of the socket (name or id; mode 0660), e.g. QEMU's.")
+def server(socket_path: Path, shm_path: Path, size: str, vectors: int, group: str | None) -> None:
     """Run an ivshmem server (doorbell mode) in the foreground until SIGTERM or Ctrl-C."""
     try:
         nbytes = parse_size(size)
     except ValueError as exc:
         raise UsageError(f"--size: {exc}") from None
-    srv = IvshmemServer(socket_path, shm_path, nbytes, vectors)
+    srv = IvshmemServer(socket_path, shm_path, nbytes, vectors, group=None if group is None else _group_id(group))
     done = threading.Event()
 
     def _stop(*_: Any) -> None:
@@ -142,6 +145,15 @@ def server(socket_path: Path, shm_path: Path, size: str, vectors: int) -> None:
     echo(f"ivshmem server on {socket_path} ({shm_path}, {vectors} vectors)")
     done.wait()
     srv.stop()
+
+
+def _group_id(text: str) -> int:
+    if text.isdigit():
+        return int(text)
+    try:
+        return grp.getgrnam(text).gr_gid
+    except KeyError:
+        raise UsageError(f"--group {text!r}: no such group") from None
 
 
 @channel.command("peer")

@@ -16,6 +16,7 @@ from vmforge.cli.common import echo, json_option, print_json, spec_options
 from vmforge.domain.lifecycle import start as start_domain
 from vmforge.domain.lifecycle import wait_for_stop
 from vmforge.errors import UsageError, VmforgeError
+from vmforge.ivshmem.managed import release_server
 from vmforge.ivshmem.server_daemon import running_server
 from vmforge.libvirt_conn import connect, libvirt_errors
 from vmforge.ownership import lookup_owned_domain
@@ -144,10 +145,10 @@ def status(name: str | None, uri: str | None, spec_path: Path | None, sets: tupl
 @click.argument("name")
 @_common
 def start_cmd(name: str, uri: str | None, spec_path: Path | None, sets: tuple[str, ...]) -> None:
-    """Start VM NAME (nothing happens if it runs)."""
+    """Start VM NAME (nothing happens if it runs); its ivshmem server first if it has a doorbell device."""
     conn = _connect(spec_path, sets, uri)
     try:
-        start_domain(_owned(conn, name))
+        start_domain(_owned(conn, name), VmDir(name))
     finally:
         conn.close()
     echo(f"{name} running")
@@ -161,12 +162,14 @@ def start_cmd(name: str, uri: str | None, spec_path: Path | None, sets: tuple[st
 def stop_cmd(  # noqa: PLR0917 - click passes every option
     name: str, timeout: float, force: bool, uri: str | None, spec_path: Path | None, sets: tuple[str, ...]
 ) -> None:
-    """Shut VM NAME down (ACPI, then the agent); power it off if it is still up after --timeout."""
+    """Shut VM NAME down (ACPI, then the agent); power it off if it is still up after --timeout.
+    Its ivshmem server (doorbell device) stops with it."""
     conn = _connect(spec_path, sets, uri)
     try:
         dom = _owned(conn, name)
         with libvirt_errors(f"stopping {name}"):
             if not dom.isActive():
+                release_server(VmDir(name))  # converge: a guest that powered off leaves its server
                 echo(f"{name} is not running")
                 return
             if not force:  # the guest agent's shutdown when it answers, else the ACPI button
@@ -180,6 +183,7 @@ def stop_cmd(  # noqa: PLR0917 - click passes every option
             with libvirt_errors(f"powering off {name}"):
                 if dom.isActive():
                     dom.destroy()
+        release_server(VmDir(name))
     finally:
         conn.close()
     echo(f"{name} stopped ({reason})")

@@ -527,7 +527,7 @@ class Create:
             return {"uuid": str(dom.UUIDString()), "shape": Shape.INSTALL.value}
 
     def _start_install(self) -> dict[str, Any] | Skipped:
-        start(self._dom())
+        start(self._dom(), self.vm_dir)
         return {"started": True}
 
     def _setup_phases(self) -> dict[str, Any] | Skipped:
@@ -547,7 +547,7 @@ class Create:
     def _start_post_install(self) -> dict[str, Any] | Skipped:
         if not self.windows:
             return Skipped(f"{WINDOWS_ONLY}: the probe keeps running")
-        start(self._dom())
+        start(self._dom(), self.vm_dir)
         return {"started": True}
 
     def _postinstall(self) -> dict[str, Any] | Skipped:

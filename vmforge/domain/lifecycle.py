@@ -16,9 +16,10 @@ from vmforge.domain.media import check_sources, media_refs, media_sources, uploa
 from vmforge.domain.owner import owner_tag
 from vmforge.domain.shapes import MEDIA_ROLES, Shape
 from vmforge.errors import VmforgeError
+from vmforge.ivshmem.managed import serve_domain
 from vmforge.libvirt_conn import libvirt_errors
 from vmforge.ownership import lookup_owned_domain
-from vmforge.plan import Plan
+from vmforge.plan import IvshmemPlan, Plan, is_local_uri
 from vmforge.state import VmDir, utc_now
 from vmforge.storage import check_volume_free, create_overlay, create_volume, ensure_pool, pool_path, volume_ref
 
@@ -81,13 +82,10 @@ def provision(
 def check_startable(plan: Plan) -> None:
     """What must hold before anything is defined for a VM that is going to run."""
     ivshmem = plan.ivshmem
-    if ivshmem is not None and ivshmem.socket is not None and not ivshmem.socket.is_socket():
+    if ivshmem is not None and ivshmem.socket is not None and not is_local_uri(plan.connect):
         raise VmforgeError(
-            f"ivshmem.model = 'doorbell' needs an ivshmem server listening on {ivshmem.socket}, and none is",
-            hint=(
-                f"start vmforge's server first: vmforge channel server --socket {ivshmem.socket} "
-                f"--shm {ivshmem.path} --size {ivshmem.size // 1024**2}MiB (or use ivshmem.model = 'plain')"
-            ),
+            f"ivshmem.model = 'doorbell' on {plan.connect}: vmforge runs the ivshmem server on this machine only",
+            hint="use ivshmem.model = 'plain' for a remote host",
         )
 
 
@@ -134,10 +132,17 @@ def wait_for_stop(
         sleep(poll)
 
 
-def start(dom: Any) -> None:
+def start(dom: Any, vm_dir: VmDir | None = None, ivshmem: IvshmemPlan | None = None, *, paused: bool = False) -> None:
+    """Start ``dom`` unless it runs.  A domain with an ivshmem-doorbell device gets its ivshmem
+    server first (vmforge.ivshmem.managed: started, or reused when it already runs); ``vm_dir``
+    defaults to the domain's name, ``ivshmem`` (the plan's) gives the memory size before the
+    VM's state has one."""
     with libvirt_errors(f"starting domain {dom.name()}"):
-        if not dom.isActive():
-            dom.create()
+        if dom.isActive():
+            return
+    serve_domain(dom, vm_dir or VmDir(dom.name()), ivshmem)
+    with libvirt_errors(f"starting domain {dom.name()}"):
+        dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED if paused else 0)
 
 
 def remove_media(dom: Any) -> list[str]:

@@ -158,7 +158,7 @@ def _boot_and_specialize(  # noqa: PLR0917
 ) -> None:
     started = clock()
     with reporter.step(f"booting {plan.name} and waiting for its agent"):
-        start(dom)
+        start(dom, ivshmem=plan.ivshmem)
         session.transport.wait_ready(clock() + ready_timeout)
     report.ready_seconds = round(clock() - started, 1)
     if plan.os is OsKind.PROBE:

@@ -184,7 +184,7 @@ def reprovision(
         with reporter.step(f"reverting {name} to its known-good snapshot {label}"):
             revert(conn, name, vm_dir, label)
         if was_running:
-            start(dom)
+            start(dom, vm_dir)
         return {"name": name, "from": "snapshot", "snapshot": label, "restarted": was_running}
     state = vm_dir.load()
     image = find_image(str(state.extra[IMAGE_KEY]) if state else "")

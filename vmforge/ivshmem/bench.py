@@ -9,6 +9,8 @@ like with like on whatever machine runs them:
   the bytes it delivered per second, divided by plain memcpy (a memoryview copy of the same size
   between two private buffers) in this process, measured right before and right after (mean).
   Frames are latest-wins: a consumer slower than the producer skips frames ("delivered").
+- the same two rates per CPU second of this process: the consumer's cost per delivered byte
+  against memcpy's, independent of the share of the cores the machine's load leaves us.
 - latency: ``pings`` PING/PONG round trips, both sides busy-polling; p50/p99 in microseconds.
 """
 
@@ -37,6 +39,8 @@ from vmforge.plan import SHM_DIR, ivshmem_auto_size
 
 TARGET_RATIO = 0.5
 PEER_START_TIMEOUT = 30.0
+IDLE_SPINS = 50  # frame polls before the consumer starts sleeping between them
+IDLE_SLEEP = 0.0002
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ def run_bench(
     *,
     shm_dir: Path = SHM_DIR,
     clock: Callable[[], float] = time.perf_counter,
+    cpu_clock: Callable[[], float] = time.process_time,
     rng: random.Random | None = None,
 ) -> dict[str, Any]:
     path = shm_dir / f"vmforge-bench-{os.getpid()}"
@@ -71,10 +76,11 @@ def run_bench(
         latency = _latency(session, config.pings)
         # memcpy right before and right after the frames, averaged: load from other programs
         # on the machine then weighs on both sides of the ratio alike
-        memcpy_before = _memcpy_rate(session.layout.frame_bytes, config.memcpy_rounds, clock)
-        frames = _frames(session, config.frames, clock)
-        memcpy_after = _memcpy_rate(session.layout.frame_bytes, config.memcpy_rounds, clock)
+        memcpy_before, cpu_before = _memcpy_rate(session.layout.frame_bytes, config.memcpy_rounds, clock, cpu_clock)
+        frames = _frames(session, config.frames, clock, cpu_clock)
+        memcpy_after, cpu_after = _memcpy_rate(session.layout.frame_bytes, config.memcpy_rounds, clock, cpu_clock)
         memcpy = (memcpy_before + memcpy_after) / 2
+        memcpy_cpu = (cpu_before + cpu_after) / 2
         session.send(MsgType.BYE)
         peer.wait(timeout=10)
         ratio = frames["bytes_per_s"] / memcpy
@@ -93,6 +99,11 @@ def run_bench(
                 "target_ratio": TARGET_RATIO,
                 "meets_target": ratio >= TARGET_RATIO,
                 "torn_reads_discarded": frames["retries"],
+                # per CPU-second of this process (the consumer): what one delivered byte costs
+                # compared with memcpy, whatever share of the cores the scheduler gave us
+                "consumer_cpu_gib_per_s": round(frames["bytes_per_cpu_s"] / 2**30, 3),
+                "memcpy_cpu_gib_per_s": round(memcpy_cpu / 2**30, 3),
+                "consumer_cpu_ratio_to_memcpy": round(frames["bytes_per_cpu_s"] / memcpy_cpu, 3),
             },
             "latency_us": latency,
         }
@@ -104,14 +115,18 @@ def run_bench(
         path.unlink(missing_ok=True)
 
 
-def _memcpy_rate(size: int, rounds: int, clock: Callable[[], float]) -> float:
+def _memcpy_rate(
+    size: int, rounds: int, clock: Callable[[], float], cpu_clock: Callable[[], float]
+) -> tuple[float, float]:
+    """Bytes per wall-clock second and per CPU second of copying ``size`` bytes ``rounds`` times."""
     src = memoryview(bytearray(os.urandom(1024)) * (size // 1024) + bytearray(size % 1024))
     dst = memoryview(bytearray(size))
     dst[:] = src  # touch every page once before timing
-    start = clock()
+    start, cpu_start = clock(), cpu_clock()
     for _ in range(rounds):
         dst[:] = src
-    return size * rounds / (clock() - start)
+    total = size * rounds
+    return total / (clock() - start), total / max(cpu_clock() - cpu_start, 1e-9)
 
 
 def _latency(session: Session, pings: int) -> dict[str, Any]:
@@ -141,16 +156,16 @@ def _latency(session: Session, pings: int) -> dict[str, Any]:
     }
 
 
-def _frames(session: Session, count: int, clock: Callable[[], float]) -> dict[str, Any]:
+def _frames(session: Session, count: int, clock: Callable[[], float], cpu_clock: Callable[[], float]) -> dict[str, Any]:
     reader = session.frame_reader
     assert reader is not None
     dst = memoryview(bytearray(session.layout.frame_bytes))
     last = reader.latest_frame_no()
     target = last + count
-    delivered = retries = 0
+    delivered = retries = idle = 0
     done = False
     session.send(BENCH_FRAMES, struct.pack("<Q", count))
-    start = clock()
+    start, cpu_start = clock(), cpu_clock()
     deadline = time.monotonic() + 60 + count
     while last < target:
         info = reader.read_into(dst, after=last)
@@ -159,6 +174,7 @@ def _frames(session: Session, count: int, clock: Callable[[], float]) -> dict[st
             retries += info.retries
             last = info.frame_no
             session.beat()
+            idle = 0
             continue
         if not done:
             msg = session.try_recv()
@@ -168,8 +184,14 @@ def _frames(session: Session, count: int, clock: Callable[[], float]) -> dict[st
         if time.monotonic() > deadline:
             raise ChannelTimeout(f"the bench peer delivered {delivered} of {count} frames in time")
         session.poll()
-        os.sched_yield()  # on a busy machine the producer may need this core
-    elapsed = clock() - start
+        idle += 1
+        # A frame takes milliseconds to write: after a short spin, sleep instead of taking the
+        # CPU the producer needs (2 cores shared with other work).
+        if idle > IDLE_SPINS:
+            time.sleep(IDLE_SLEEP)
+        else:
+            os.sched_yield()
+    elapsed, cpu = clock() - start, cpu_clock() - cpu_start
     if not done:
         msg = session.recv(10)
         if msg.type != BENCH_DONE:
@@ -178,4 +200,5 @@ def _frames(session: Session, count: int, clock: Callable[[], float]) -> dict[st
         "delivered": delivered,
         "retries": retries,
         "bytes_per_s": delivered * session.layout.frame_bytes / elapsed,
+        "bytes_per_cpu_s": delivered * session.layout.frame_bytes / max(cpu, 1e-9),
     }

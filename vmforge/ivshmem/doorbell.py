@@ -39,9 +39,11 @@ def eventfd_pending(fd: int) -> bool:
 class Doorbell:
     """One interrupt vector between us and one peer."""
 
-    def __init__(self, own_fd: int, peer_fd: int) -> None:
+    def __init__(self, own_fd: int, peer_fd: int, own_id: int | None = None) -> None:
         self.own_fd = own_fd
         self.peer_fd = peer_fd
+        self.own_id = own_id  # our ivshmem peer id (what a guest writes to its Doorbell register)
+        self.received = 0  # rings that woke wait()
 
     def ring(self) -> None:
         write_eventfd(self.peer_fd)
@@ -52,7 +54,7 @@ class Doorbell:
         if not ready:
             return False
         with contextlib.suppress(BlockingIOError):
-            os.read(self.own_fd, 8)
+            self.received += struct.unpack("<Q", os.read(self.own_fd, 8))[0]
         return True
 
 
@@ -140,7 +142,7 @@ class IvshmemClient:
         fds = self.peers.get(peer_id)
         if not fds or vector >= len(fds) or vector >= len(self.vectors):
             raise ChannelError(f"ivshmem peer {peer_id} has no vector {vector}")
-        return Doorbell(self.vectors[vector], fds[vector])
+        return Doorbell(self.vectors[vector], fds[vector], self.peer_id)
 
     def close(self) -> None:
         self.sock.close()

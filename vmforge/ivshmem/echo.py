@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from vmforge.ivshmem.backing import SharedMemory, open_shared_memory
+from vmforge.ivshmem.doorbell import Doorbell
 from vmforge.ivshmem.errors import ChannelError, ChannelTimeout, StaleSession
 from vmforge.ivshmem.layout import (
     MAGIC,
@@ -169,11 +170,14 @@ def check_channel(
     clock: Clock = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     rng: random.Random | None = None,
+    doorbell: Doorbell | None = None,
 ) -> CheckReport:
-    """Create a fresh session, wait for the guest peer, echo messages and one checksummed frame."""
+    """Create a fresh session, wait for the guest peer, echo messages and one checksummed frame.
+
+    ``doorbell``: ring the guest after each message and block on its rings instead of polling."""
     rng = rng or random.Random()  # noqa: S311 - test payloads and seeds, not secrets
     refuse_live_host(shm, clock, sleep)
-    session = Session.create(shm, width, height, frame_producer=Producer.GUEST, clock=clock, rng=rng)
+    session = Session.create(shm, width, height, frame_producer=Producer.GUEST, clock=clock, rng=rng, doorbell=doorbell)
     try:
         session.wait_for_peer(peer_timeout, sleep)
         report = CheckReport(str(shm.path), f"{session.session_id:016x}", width, height, echo_count, echo_ok=True)

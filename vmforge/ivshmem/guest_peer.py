@@ -17,14 +17,14 @@ from vmforge.errors import CommandFailed
 from vmforge.paths import cache_home
 
 SOURCE = Path(__file__).resolve().parent / "guest" / "vmforge-ivshmem-peer.c"
+INCLUDED = (SOURCE.with_name("vfio-doorbell.c"),)  # #included by SOURCE: part of the build hash
 BINARY_NAME = "vmforge-ivshmem-peer"
 BUILD_TIMEOUT = 120.0
 
 
 def build_guest_peer(out_dir: Path | None = None, *, cc: str = "gcc") -> Path:
     """Compile (once per source hash) and return the static binary's path."""
-    source = SOURCE.read_bytes()
-    digest = hashlib.sha256(source).hexdigest()[:16]
+    digest = hashlib.sha256(b"".join(path.read_bytes() for path in (SOURCE, *INCLUDED))).hexdigest()[:16]
     out_dir = out_dir or cache_home() / "ivshmem-peer" / digest
     binary = out_dir / BINARY_NAME
     if binary.is_file():

@@ -17,7 +17,7 @@ from vmforge.plan import IVSHMEM_OVERHEAD, ivshmem_auto_size
 
 MAGIC = b"VMFGSHM\x00"
 VERSION_MAJOR = 1
-VERSION_MINOR = 0
+VERSION_MINOR = 1  # 1.1 added host_doorbell_id
 
 HEADER_SIZE = 4096
 CACHE_LINE = 64
@@ -32,6 +32,7 @@ OFF_TOTAL_SIZE = 16  # Q
 OFF_SESSION_ID = 24  # Q   written LAST by the host when it creates a session
 OFF_HOST_FEATURES = 32  # Q
 OFF_HOST_STATE = 40  # I
+OFF_HOST_DOORBELL_ID = 44  # I   the host's ivshmem peer id + 1 (the Doorbell register target); 0: none
 OFF_QUEUE_COUNT = 48  # I
 OFF_QUEUE_TABLE = 52  # I   offset of the queue table (from the start of the area)
 OFF_FRAME_TABLE = 56  # I   offset of the frame table

@@ -46,13 +46,17 @@ class _Peer:
 
 
 class IvshmemServer:
-    def __init__(self, socket_path: Path, shm_path: Path, shm_size: int, vectors: int = 1) -> None:
+    def __init__(
+        self, socket_path: Path, shm_path: Path, shm_size: int, vectors: int = 1, *, group: int | None = None
+    ) -> None:
+        """``group``: the socket's group (mode 0660), e.g. the group QEMU runs as under qemu:///system."""
         if not 1 <= vectors <= MAX_VECTORS:
             raise ChannelError(f"vectors must be 1..{MAX_VECTORS}, got {vectors}")
         self.socket_path = socket_path
         self.shm_path = shm_path
         self.shm_size = shm_size
         self.vectors = vectors
+        self.group = group
         self._peers: dict[int, _Peer] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -71,8 +75,12 @@ class IvshmemServer:
         _remove_stale_socket(self.socket_path)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
+            if not self.socket_path.parent.is_dir():
+                self.socket_path.parent.mkdir(mode=0o755, parents=True)  # QEMU's user must reach the socket
             listener.bind(str(self.socket_path))
             os.chmod(self.socket_path, 0o660)
+            if self.group is not None:
+                os.chown(self.socket_path, -1, self.group)
             listener.listen(16)
         except OSError as exc:
             listener.close()

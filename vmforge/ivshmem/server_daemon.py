@@ -11,6 +11,7 @@ import contextlib
 import os
 import select
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -47,9 +48,19 @@ def running_server(vm: VmDir) -> ServerHandle | None:
 
 
 def start_server(
-    vm: VmDir, socket_path: Path, shm_path: Path, size: int, vectors: int, *, timeout: float = 20.0
+    vm: VmDir,
+    socket_path: Path,
+    shm_path: Path,
+    size: int,
+    vectors: int,
+    *,
+    group: int | None = None,
+    timeout: float = 20.0,
 ) -> ServerHandle:
-    """Start the server (or return the one already serving this socket) once it listens."""
+    """Start the server (or return the one already serving this socket) once it listens.
+
+    ``group``: the socket's group (QEMU's, so a QEMU running as another user can connect).  A
+    socket file left by a server that died is replaced; a live server there is refused."""
     existing = running_server(vm)
     if existing is not None:
         if existing.socket_path == socket_path:
@@ -63,6 +74,8 @@ def start_server(
         sys.executable, "-m", "vmforge", "channel", "server",
         "--socket", str(socket_path), "--shm", str(shm_path), "--size", str(size), "--vectors", str(vectors),
     ]  # fmt: skip
+    if group is not None:
+        cmd += ["--group", str(group)]
     with (vm.logs / LOGFILE).open("ab") as log:
         proc = subprocess.Popen(
             cmd,
@@ -94,7 +107,8 @@ def start_server(
 
 
 def stop_server(vm: VmDir, *, timeout: float = 10.0) -> bool:
-    """Stop the VM's server (SIGTERM, then SIGKILL after ``timeout``); False if none ran."""
+    """Stop the VM's server (SIGTERM, then SIGKILL after ``timeout``) and remove its socket;
+    False if none ran."""
     handle = running_server(vm)
     if handle is None:
         return False
@@ -108,7 +122,14 @@ def stop_server(vm: VmDir, *, timeout: float = 10.0) -> bool:
     with contextlib.suppress(ChildProcessError):
         os.waitpid(handle.pid, os.WNOHANG)  # reap it when it is our own child
     (vm.root / PIDFILE).unlink(missing_ok=True)
+    _unlink_socket(handle.socket_path)  # a killed server leaves it behind
     return True
+
+
+def _unlink_socket(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISSOCK(path.lstat().st_mode):
+            path.unlink()
 
 
 def _is_our_server(handle: ServerHandle) -> bool:

@@ -33,6 +33,7 @@ from vmforge.ivshmem.layout import (
     OFF_GUEST_SESSION,
     OFF_GUEST_STATE,
     OFF_GUEST_VERSION_MAJOR,
+    OFF_HOST_DOORBELL_ID,
     OFF_HOST_FEATURES,
     OFF_HOST_HEARTBEAT,
     OFF_HOST_STATE,
@@ -154,6 +155,8 @@ class Session:
         reset_frames(shm, layout)
         if doorbell is not None:
             features |= Feature.DOORBELL
+            if doorbell.own_id is not None:  # the guest rings us at this ivshmem peer id
+                struct.pack_into("<I", buf, OFF_HOST_DOORBELL_ID, doorbell.own_id + 1)
         struct.pack_into("<Q", buf, OFF_HOST_FEATURES, features)
         struct.pack_into("<I", buf, OFF_HOST_STATE, HostState.READY)
         struct.pack_into("<HH", buf, OFF_VERSION_MAJOR, VERSION_MAJOR, VERSION_MINOR)

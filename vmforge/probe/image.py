@@ -63,6 +63,10 @@ MODULES = (
     "udf",
     "crc32c_generic",
     "ext4",
+    # ivshmem-doorbell interrupts in the guest (vmforge-ivshmem-peer --doorbell): the Debian
+    # kernel has no CONFIG_VFIO_NOIOMMU, so these work only with an IOMMU (intel_iommu=on).
+    "vfio_iommu_type1",
+    "vfio_pci",
 )
 INIT_FILES = {  # templates/probe/<name> -> path in the initramfs, mode
     "inittab": ("etc/inittab", 0o644),

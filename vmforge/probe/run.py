@@ -20,10 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import libvirt
-
 from vmforge.domain.destroy import destroy_vm
-from vmforge.domain.lifecycle import provision
+from vmforge.domain.lifecycle import provision, start
 from vmforge.domain.shapes import Shape
 from vmforge.errors import VmforgeError
 from vmforge.guest.agent import AgentTransport
@@ -117,10 +115,10 @@ def run_probe(
         boot = stage_image(image, plan, stage_root)
     pplan = probe_plan(plan, boot, answer_iso)
     reporter.info(f"probe domain {pplan.name}: {'kept afterwards (--keep)' if keep else 'removed afterwards'}")
-    with probe_domain(conn, pplan, keep=keep) as (dom, _vm_dir):
-        # Started paused so the console is followed from the first byte the guest writes.
-        with libvirt_errors(f"starting domain {pplan.name}"):
-            dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED)
+    with probe_domain(conn, pplan, keep=keep) as (dom, vm_dir):
+        # Started paused so the console is followed from the first byte the guest writes (a
+        # doorbell device's ivshmem server first).
+        start(dom, vm_dir, pplan.ivshmem, paused=True)
         with follow_console(conn, dom) as console:
             report = _boot_and_report(
                 conn, dom, console, plan, pplan, reporter=reporter, timeouts=timeouts, clock=clock, rng=rng

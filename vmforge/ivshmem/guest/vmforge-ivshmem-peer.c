@@ -11,10 +11,16 @@
  * Usage: vmforge-ivshmem-peer PATH [IDLE_TIMEOUT_SECONDS]
  *   exits 0 after BYE, 1 on errors, 2 on usage, 3 when no session appeared within the timeout,
  *   4 when the host's layout version is refused.
+ *        vmforge-ivshmem-peer --vfio ADDR [IDLE_TIMEOUT_SECONDS]
+ *   the same peer on an ivshmem-doorbell device through VFIO: BAR2 mapped from the VFIO device,
+ *   idle waits block on the MSI-X interrupt, every message sent rings the host's doorbell.
+ *        vmforge-ivshmem-peer --doorbell ADDR HOST_PEER ROUNDS TIMEOUT_SECONDS
+ *   answers ivshmem-doorbell interrupts through VFIO (vfio-doorbell.c, included below).
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +31,7 @@
 #include <unistd.h>
 
 #define VERSION_MAJOR 1
-#define VERSION_MINOR 0
+#define VERSION_MINOR 1
 static const char MAGIC[8] = {'V', 'M', 'F', 'G', 'S', 'H', 'M', 0};
 
 /* header offsets */
@@ -35,6 +41,7 @@ static const char MAGIC[8] = {'V', 'M', 'F', 'G', 'S', 'H', 'M', 0};
 #define OFF_SESSION_ID 24
 #define OFF_HOST_FEATURES 32
 #define OFF_HOST_STATE 40
+#define OFF_HOST_DOORBELL_ID 44
 #define OFF_QUEUE_COUNT 48
 #define OFF_QUEUE_TABLE 52
 #define OFF_FRAME_TABLE 56
@@ -56,6 +63,7 @@ static const char MAGIC[8] = {'V', 'M', 'F', 'G', 'S', 'H', 'M', 0};
 #define GUEST_ATTACHED 1
 #define GUEST_DETACHED 2
 #define GUEST_REFUSED_VERSION 3
+#define FEATURE_DOORBELL 1
 #define FEATURE_FRAME_CRC 2
 #define FLAG_CRC 1
 
@@ -83,6 +91,9 @@ struct session {
     struct ring rx, tx; /* rx: host->guest, tx: guest->host */
     uint32_t width, height, pitch, frame_count, producer;
     uint64_t frames_offset, frame_stride, frame_no;
+    int device, efd;     /* --vfio: the VFIO device and the MSI-X vector 0 eventfd; -1 otherwise */
+    uint64_t bar0;       /* --vfio: file offset of BAR0 (the ivshmem registers) in the device fd */
+    uint64_t interrupts; /* doorbell interrupts that woke the peer */
 };
 
 static uint64_t load64(const void *p) { return __atomic_load_n((const uint64_t *)p, __ATOMIC_ACQUIRE); }
@@ -216,7 +227,8 @@ static int attach(struct session *s, double idle_timeout) {
     s->rx.next = load64(s->rx.tail);
     s->tx.next = load64(s->tx.head);
     s->frame_no = load64(s->mem + OFF_FRAME_LATEST) >> 2;
-    wr64(s->mem + OFF_GUEST_FEATURES, rd64(s->mem + OFF_HOST_FEATURES) & FEATURE_FRAME_CRC);
+    uint64_t usable = FEATURE_FRAME_CRC | (s->efd >= 0 ? FEATURE_DOORBELL : 0);
+    wr64(s->mem + OFF_GUEST_FEATURES, rd64(s->mem + OFF_HOST_FEATURES) & usable);
     wr32(s->mem + OFF_GUEST_STATE, GUEST_ATTACHED);
     store64(s->mem + OFF_GUEST_HEARTBEAT, load64(s->mem + OFF_GUEST_HEARTBEAT) + 1);
     if (load64(s->mem + OFF_SESSION_ID) != id) return attach(s, idle_timeout);
@@ -259,40 +271,80 @@ static uint32_t write_frame(struct session *s, uint64_t *last, uint64_t seed, ui
     return crc;
 }
 
+/* --vfio: ring the host's doorbell (its ivshmem peer id comes from the header, layout 1.1) */
+static void ring_host(struct session *s) {
+    uint32_t host = rd32(s->mem + OFF_HOST_DOORBELL_ID);
+    if (s->device < 0 || !host || !(rd64(s->mem + OFF_HOST_FEATURES) & FEATURE_DOORBELL)) return;
+    uint32_t value = (host - 1) << 16; /* vector 0 */
+    if (pwrite(s->device, &value, 4, (off_t)s->bar0 + 12) != 4)
+        fprintf(stderr, "vmforge-ivshmem-peer: writing the Doorbell register: %s\n", strerror(errno));
+}
+
+/* --vfio: block until the host's doorbell interrupt (or timeout_ms) instead of polling */
+static void wait_interrupt(struct session *s, int timeout_ms) {
+    struct pollfd p = {.fd = s->efd, .events = POLLIN};
+    uint64_t count;
+    if (poll(&p, 1, timeout_ms) > 0 && read(s->efd, &count, 8) == 8) s->interrupts += count;
+}
+
 static void send_or_wait(struct session *s, uint16_t type, const uint8_t *p, uint32_t len, uint64_t *last) {
     while (ring_send(&s->tx, type, p, len) != 0) {
         beat(s, last);
         if (load64(s->mem + OFF_SESSION_ID) != s->id) return;
         usleep(100);
     }
+    ring_host(s);
 }
 
-int main(int argc, char **argv) {
-    if (argc < 2 || argc > 3) {
-        fprintf(stderr, "usage: %s PATH [IDLE_TIMEOUT_SECONDS]\n", argv[0]);
-        return 2;
-    }
-    double idle_timeout = argc == 3 ? atof(argv[2]) : 1e9;
-    crc_init();
-    int fd = open(argv[1], O_RDWR);
+static int map_file(const char *path, uint8_t **mem, uint64_t *size) {
+    int fd = open(path, O_RDWR);
     if (fd < 0) {
-        fprintf(stderr, "vmforge-ivshmem-peer: cannot open %s: %s\n", argv[1], strerror(errno));
+        fprintf(stderr, "vmforge-ivshmem-peer: cannot open %s: %s\n", path, strerror(errno));
         return 1;
     }
     struct stat st;
     if (fstat(fd, &st) != 0 || st.st_size < 4096) {
-        fprintf(stderr, "vmforge-ivshmem-peer: %s is too small or unreadable\n", argv[1]);
+        fprintf(stderr, "vmforge-ivshmem-peer: %s is too small or unreadable\n", path);
         return 1;
     }
-    struct session s;
-    memset(&s, 0, sizeof(s));
-    s.mem = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (s.mem == MAP_FAILED) {
-        fprintf(stderr, "vmforge-ivshmem-peer: cannot map %s: %s\n", argv[1], strerror(errno));
+    *mem = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (*mem == MAP_FAILED) {
+        fprintf(stderr, "vmforge-ivshmem-peer: cannot map %s: %s\n", path, strerror(errno));
         return 1;
     }
     close(fd);
-    uint64_t mapped = (uint64_t)st.st_size;
+    *size = (uint64_t)st.st_size;
+    return 0;
+}
+
+#include "vfio-doorbell.c"
+
+int main(int argc, char **argv) {
+    if (argc == 6 && strcmp(argv[1], "--doorbell") == 0)
+        return doorbell_main(argv[2], (unsigned)atoi(argv[3]), (unsigned)atoi(argv[4]), atof(argv[5]));
+    struct session s;
+    memset(&s, 0, sizeof(s));
+    s.device = s.efd = -1;
+    const char *vfio = NULL;
+    if (argc >= 3 && strcmp(argv[1], "--vfio") == 0) {
+        vfio = argv[2];
+        argv += 2;
+        argc -= 2;
+    }
+    if (vfio ? argc > 2 : (argc < 2 || argc > 3)) {
+        fprintf(stderr,
+                "usage: vmforge-ivshmem-peer PATH [IDLE_TIMEOUT_SECONDS] | --vfio ADDR [IDLE_TIMEOUT_SECONDS]"
+                " | --doorbell ADDR HOST_PEER ROUNDS TIMEOUT\n");
+        return 2;
+    }
+    double idle_timeout = vfio ? (argc == 2 ? atof(argv[1]) : 1e9) : (argc == 3 ? atof(argv[2]) : 1e9);
+    crc_init();
+    uint64_t mapped;
+    if (vfio) {
+        if (vfio_map(vfio, &s.mem, &mapped, &s.device, &s.efd, &s.bar0)) return 1;
+    } else if (map_file(argv[1], &s.mem, &mapped)) {
+        return 1;
+    }
     uint8_t buf[4096];
     for (;;) {
         s.size = mapped;
@@ -315,7 +367,12 @@ int main(int argc, char **argv) {
                 break;
             }
             if (len < 0) {
-                if (++idle > 1000) usleep(50); /* spin a little, then poll gently */
+                ++idle;
+                if (s.efd >= 0) {
+                    if (idle > 8) wait_interrupt(&s, 100); /* the host rings after each message */
+                } else if (idle > 1000) {
+                    usleep(50); /* spin a little, then poll gently */
+                }
                 continue;
             }
             idle = 0;
@@ -339,6 +396,9 @@ int main(int argc, char **argv) {
                 break;
             case MSG_BYE:
                 wr32(s.mem + OFF_GUEST_STATE, GUEST_DETACHED);
+                if (s.efd >= 0)
+                    fprintf(stderr, "vmforge-ivshmem-peer: woken by %llu doorbell interrupts\n",
+                            (unsigned long long)s.interrupts);
                 return 0;
             default:
                 break; /* draw, present and input messages belong to the compositor, not the echo peer */
