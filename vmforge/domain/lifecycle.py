@@ -12,15 +12,19 @@ import libvirt
 from lxml import etree
 
 from vmforge.domain.build import build_domain
+from vmforge.domain.events import Mechanism, Stopped, StopWatch
 from vmforge.domain.media import check_sources, media_refs, media_sources, upload_media
 from vmforge.domain.owner import owner_tag
 from vmforge.domain.shapes import MEDIA_ROLES, Shape
 from vmforge.errors import VmforgeError
 from vmforge.libvirt_conn import libvirt_errors
+from vmforge.logs import get_logger
 from vmforge.ownership import lookup_owned_domain
 from vmforge.plan import Plan
 from vmforge.state import VmDir, utc_now
 from vmforge.storage import check_volume_free, create_overlay, create_volume, ensure_pool, pool_path, volume_ref
+
+log = get_logger("domain.lifecycle")
 
 
 def define_xml(conn: Any, xml: str) -> Any:
@@ -94,9 +98,6 @@ def check_startable(plan: Plan) -> None:
 # Linux input keycodes (include/uapi/linux/input-event-codes.h) for what installers ask for.
 KEYCODES = {"enter": 28, "space": 57, "esc": 1, "tab": 15, "f8": 66, "f12": 88}
 
-# virDomainShutoffReason
-_SHUTOFF_REASONS = {0: "unknown", 1: "shutdown", 2: "destroyed", 3: "crashed", 4: "migrated", 5: "saved", 6: "failed"}
-
 
 def send_keys(dom: Any, *names: str, hold_ms: int = 100) -> None:
     """Press ``names`` one after another (e.g. "enter" for "press any key to boot from CD")."""
@@ -107,31 +108,45 @@ def send_keys(dom: Any, *names: str, hold_ms: int = 100) -> None:
             dom.sendKey(libvirt.VIR_KEYCODE_SET_LINUX, hold_ms, [KEYCODES[name]], 1, 0)
 
 
+def wait_stopped(
+    dom: Any,
+    timeout: float,
+    *,
+    uri: str | None = None,
+    mechanism: Mechanism = "auto",
+    poll: float = 0.5,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Stopped:
+    """Wait until the domain is shut off (in the install shape a guest reboot also stops it, since
+    ``on_reboot`` is destroy) and say why and how it was noticed.
+
+    libvirt lifecycle events on a dedicated connection (``uri``, default the domain's own), with
+    polling when events cannot be had and a periodic state read as safety net
+    (:mod:`vmforge.domain.events`).  A domain already off returns at once."""
+    with StopWatch(dom, uri=uri, mechanism=mechanism, poll=poll, clock=clock, sleep=sleep) as watch:
+        stopped = watch.wait(timeout)
+    if stopped is None:
+        raise VmforgeError(
+            f"domain {watch.name} still runs after {timeout:.0f}s",
+            hint="look at its console (virsh console / the serial log) and raise the timeout if it is just slow",
+        )
+    log.info("domain %s stopped (%s), noticed by %s (%s)", watch.name, stopped.reason, stopped.noticed, watch.mechanism)
+    return stopped
+
+
 def wait_for_stop(
     dom: Any,
     timeout: float,
     *,
+    uri: str | None = None,
+    mechanism: Mechanism = "auto",
     poll: float = 0.5,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> str:
-    """Wait until the domain is shut off (in the install shape a guest reboot also stops it, since
-    ``on_reboot`` is destroy) and return why: shutdown, destroyed, crashed, ...
-
-    Polls the state (libvirt events need an event loop registered before connecting; polling
-    works on any connection, remote ones included)."""
-    deadline = clock() + timeout
-    while True:
-        with libvirt_errors(f"reading the state of {dom.name()}"):
-            state, reason = dom.state()
-        if state == libvirt.VIR_DOMAIN_SHUTOFF:
-            return _SHUTOFF_REASONS.get(reason, str(reason))
-        if clock() >= deadline:
-            raise VmforgeError(
-                f"domain {dom.name()} still runs after {timeout:.0f}s",
-                hint="look at its console (virsh console / the serial log) and raise the timeout if it is just slow",
-            )
-        sleep(poll)
+    """:func:`wait_stopped`, returning only why the domain stopped (shutdown, destroyed, ...)."""
+    return wait_stopped(dom, timeout, uri=uri, mechanism=mechanism, poll=poll, clock=clock, sleep=sleep).reason
 
 
 def start(dom: Any) -> None:
