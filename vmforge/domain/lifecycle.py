@@ -20,7 +20,7 @@ from vmforge.errors import VmforgeError
 from vmforge.libvirt_conn import libvirt_errors
 from vmforge.logs import get_logger
 from vmforge.ownership import lookup_owned_domain
-from vmforge.plan import Plan
+from vmforge.plan import Plan, is_local_uri
 from vmforge.state import VmDir, utc_now
 from vmforge.storage import check_volume_free, create_overlay, create_volume, ensure_pool, pool_path, volume_ref
 
@@ -85,6 +85,12 @@ def provision(
 def check_startable(plan: Plan) -> None:
     """What must hold before anything is defined for a VM that is going to run."""
     ivshmem = plan.ivshmem
+    if ivshmem is not None and ivshmem.socket is not None and not is_local_uri(plan.connect):
+        raise VmforgeError(
+            f"ivshmem.model = 'doorbell' with vm.connect = '{plan.connect}': the ivshmem server must run "
+            "on the libvirt host, which vmforge cannot check or start from here",
+            hint="run vmforge on the libvirt host for doorbell ivshmem, or use ivshmem.model = 'plain'",
+        )
     if ivshmem is not None and ivshmem.socket is not None and not ivshmem.socket.is_socket():
         raise VmforgeError(
             f"ivshmem.model = 'doorbell' needs an ivshmem server listening on {ivshmem.socket}, and none is",
