@@ -15,8 +15,8 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import libvirt
 import pytest
@@ -24,7 +24,6 @@ from lxml import etree
 
 from tests.integration.conftest import SYSTEM_URI, undefine_if_present
 from tests.integration.test_ssh_transport import start_sshd, stop_sshd
-from vmforge.domain.destroy import destroy_vm
 from vmforge.domain.events import StopWatch, ensure_event_loop
 from vmforge.domain.lifecycle import provision, wait_stopped
 from vmforge.domain.shapes import Shape
@@ -45,14 +44,8 @@ SHM = "vmft-s2d-ssh-shm"
 POOL_DIR = Path("/var/tmp/vmft-s2d-sshpool")  # QEMU (libvirt-qemu) must reach it; not below 0700 tmp
 
 
-@dataclass
-class Remote:
-    uri: str
-    env: dict[str, str]
-
-
 @pytest.fixture
-def remote(tmp_path: Path) -> Iterator[Remote]:
+def remote_uri(tmp_path: Path) -> Iterator[str]:
     key = tmp_path / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     server = start_sshd(tmp_path / "sshd", key.with_suffix(".pub").read_text().strip())
@@ -67,7 +60,7 @@ def remote(tmp_path: Path) -> Iterator[Remote]:
     ssh.chmod(0o755)
     uri = f"qemu+ssh://root@127.0.0.1:{server.port}/system?keyfile={key}&no_tty=1&command={ssh}"
     try:
-        yield Remote(uri, {"XDG_DATA_HOME": str(tmp_path / "data"), "HOME": str(tmp_path)})
+        yield uri
     finally:
         stop_sshd(server)
         conn = libvirt.open(SYSTEM_URI)
@@ -92,18 +85,18 @@ def make_iso(path: Path, fill: bytes, blocks: int = 64) -> Path:
     return path
 
 
-def test_define_upload_start_console_stop_destroy_over_ssh(remote: Remote, tmp_path: Path) -> None:
+def test_define_upload_start_console_stop_destroy_over_ssh(remote_uri: str, tmp_path: Path, vmforge: Any) -> None:
     ensure_event_loop()  # as in a vmforge process that waited before: event loop + console stream
     began = time.monotonic()
-    conn = connect(remote.uri)
+    conn = connect(remote_uri)
     opened = time.monotonic() - began
     try:
-        assert conn.getURI() == remote.uri  # what vmforge's is_local_uri checks see
+        assert conn.getURI() == remote_uri  # what vmforge's is_local_uri checks see
         spec = parse_spec(
             {
                 "vm": {
                     "name": NAME,
-                    "connect": remote.uri,
+                    "connect": remote_uri,
                     "virt_type": "qemu",
                     "memory": "512MiB",
                     "vcpus": 1,
@@ -118,10 +111,11 @@ def test_define_upload_start_console_stop_destroy_over_ssh(remote: Remote, tmp_p
             },
             label="ssh",
         )
-        plan = resolve_plan(spec, host=read_host_facts(conn, remote.uri, "qemu"), env=remote.env)
+        plan = resolve_plan(spec, host=read_host_facts(conn, remote_uri, "qemu"))
         assert plan.serial_log is None  # remote: the serial port is read through the console stream
         make_iso(plan.media.answer_iso, b"A")  # type: ignore[union-attr] # the media step's output
-        vm_dir = VmDir(NAME, root=plan.vm_dir.parent.parent)
+        vm_dir = VmDir(NAME)  # where the CLI looks (the test's state dir)
+        assert vm_dir.root == plan.vm_dir
 
         began = time.monotonic()
         dom = provision(conn, plan, Shape.INSTALL, vm_dir=vm_dir)
@@ -154,18 +148,20 @@ def test_define_upload_start_console_stop_destroy_over_ssh(remote: Remote, tmp_p
             # The watch subscribes over its own qemu+ssh connection before the guest "reboots"
             # (on_reboot=destroy stops the install shape, as at Setup's first reboot).
             with StopWatch(dom, safety_every=3600) as watch:
-                assert watch.uri == remote.uri and watch.mechanism == "events"
+                assert watch.uri == remote_uri and watch.mechanism == "events"
                 dom.reset()
                 stopped = watch.wait(180)
         assert stopped is not None and (stopped.noticed, stopped.mechanism) == ("event", "events")
         assert wait_stopped(dom, 0).noticed == "already"
 
-        report = destroy_vm(conn, NAME, vm_dir)
-        assert f"domain {NAME}" in report.removed
-        assert sorted(r for r in report.removed if r.startswith("volume")) == sorted(
+        destroyed = vmforge("destroy", NAME, "--connect", remote_uri, "--json")  # the real CLI over ssh
+        assert destroyed.code == 0, destroyed.stderr
+        report = destroyed.json()
+        assert f"domain {NAME}" in report["removed"]
+        assert sorted(r for r in report["removed"] if r.startswith("volume")) == sorted(
             f"volume {POOL}/{ref.name}" for ref in tag.volumes
         )
-        assert report.kept == [f"shared memory /dev/shm/{SHM} on the remote host (remove it there)"]
+        assert report["kept"] == [f"shared memory /dev/shm/{SHM} on the remote host (remove it there)"]
         assert not vm_dir.root.exists()
     finally:
         conn.close()
