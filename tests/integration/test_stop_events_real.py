@@ -86,6 +86,22 @@ def test_events_notice_a_guest_reset_and_a_destroy(dom: Any) -> None:
     assert (stopped.reason, stopped.noticed) == ("destroyed", "event")
 
 
+def test_a_stop_followed_by_a_restart_is_not_missed(dom: Any) -> None:
+    """Between two state reads the domain stops and starts again: only the event tells."""
+    dom.create()
+
+    def bounce(d: Any) -> None:
+        d.destroy()
+        d.create()
+
+    with StopWatch(dom, safety_every=3600) as watch:
+        timer = later(1.0, bounce)
+        stopped = watch.wait(120)
+        timer.join()
+    assert stopped is not None and (stopped.reason, stopped.noticed) == ("destroyed", "event")
+    assert dom.isActive()  # running again
+
+
 def test_a_domain_already_off_returns_at_once(dom: Any) -> None:
     stopped = wait_stopped(dom, 0)  # defined, never started
     assert stopped.noticed == "already" and stopped.mechanism == "events"
