@@ -26,8 +26,10 @@ from tests.integration.conftest import SYSTEM_URI, undefine_if_present
 from tests.integration.test_ssh_transport import start_sshd, stop_sshd
 from vmforge.domain.events import StopWatch, ensure_event_loop
 from vmforge.domain.lifecycle import provision, wait_stopped
+from vmforge.domain.media import shared_volume_name
 from vmforge.domain.shapes import Shape
 from vmforge.guest.console import follow_console
+from vmforge.hashing import sha256_file
 from vmforge.host.facts import read_host_facts
 from vmforge.libvirt_conn import connect
 from vmforge.ownership import domain_owner, is_owned_pool_dir
@@ -124,14 +126,15 @@ def test_define_upload_start_console_stop_destroy_over_ssh(remote_uri: str, tmp_
         assert POOL_DIR.is_dir() and not is_owned_pool_dir(POOL_DIR)
         tag = domain_owner(dom)
         assert tag is not None
-        for ref in tag.volumes:
-            if ref.name.endswith(".iso"):
-                role = ref.name.removeprefix(f"{NAME}-").removesuffix(".iso")
-                source = {"installer": tmp_path / "installer.iso", "virtio-win": tmp_path / "virtio-win.iso"}.get(
-                    role,
-                    plan.media.answer_iso,  # type: ignore[union-attr]
-                )
-                assert Path(ref.key).read_bytes() == source.read_bytes(), ref.name
+        answer = plan.media.answer_iso  # type: ignore[union-attr]
+        expected = {
+            shared_volume_name(sha256_file(tmp_path / "installer.iso")): tmp_path / "installer.iso",
+            shared_volume_name(sha256_file(tmp_path / "virtio-win.iso")): tmp_path / "virtio-win.iso",
+            f"{NAME}-answer.iso": answer,
+        }
+        keys = {ref.name: Path(ref.key) for ref in tag.volumes}
+        for name, source in expected.items():  # uploaded over ssh, byte for byte
+            assert keys[name].read_bytes() == source.read_bytes(), name
         config = etree.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE).encode())
         assert config.find("devices/serial/log") is None  # no log file on a remote host
 
@@ -159,8 +162,8 @@ def test_define_upload_start_console_stop_destroy_over_ssh(remote_uri: str, tmp_
         report = destroyed.json()
         assert f"domain {NAME}" in report["removed"]
         assert sorted(r for r in report["removed"] if r.startswith("volume")) == sorted(
-            f"volume {POOL}/{ref.name}" for ref in tag.volumes
-        )
+            f"volume {POOL}/{ref.name}" for ref in tag.volumes if not ref.name.endswith(".part")
+        )  # the upload parts of the shared media were deleted once copied
         assert report["kept"] == [f"shared memory /dev/shm/{SHM} on the remote host (remove it there)"]
         assert not vm_dir.root.exists()
     finally:

@@ -15,6 +15,7 @@ import libvirt
 from lxml import etree
 from pydantic import ValidationError
 
+from vmforge.domain.media import is_shared_media, shared_users
 from vmforge.errors import UsageError
 from vmforge.ivshmem.server_daemon import stop_server
 from vmforge.libvirt_conn import libvirt_errors
@@ -97,6 +98,10 @@ def destroy_vm(conn: Any, name: str, vm_dir: VmDir, keep_disk: bool = False, shm
             volume = lookup_volume(pool, ref.name) if pool is not None else None
             if volume is None:
                 report.absent.append(label)
+                continue
+            users = shared_users(conn, ref, besides=name) if is_shared_media(ref) else []
+            if users:  # the reference count: other VMs still list this shared medium
+                report.kept.append(f"{label} (shared, still used by {', '.join(users)})")
                 continue
             with libvirt_errors(f"deleting {label}"):
                 if str(volume.key()) != ref.key:

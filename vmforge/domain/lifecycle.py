@@ -13,7 +13,16 @@ from lxml import etree
 
 from vmforge.domain.build import build_domain
 from vmforge.domain.events import Mechanism, Stopped, StopWatch
-from vmforge.domain.media import check_sources, media_refs, media_sources, upload_media
+from vmforge.domain.media import (
+    check_shared_free,
+    check_sources,
+    is_shared_media,
+    media_digests,
+    media_refs,
+    media_sources,
+    part_refs,
+    upload_media,
+)
 from vmforge.domain.owner import owner_tag
 from vmforge.domain.shapes import MEDIA_ROLES, Shape
 from vmforge.errors import VmforgeError
@@ -58,13 +67,22 @@ def provision(
     check_startable(plan)
     sources = media_sources(plan, shape)
     check_sources(sources)
+    digests = media_digests(sources)
     pool = ensure_pool(conn, plan.disk, system=plan.system_uri)
     disk_volume = check_volume_free(pool, plan.disk.pool, plan.disk.volume, before)
-    refs = media_refs(plan, shape, pool_path(pool))
+    folder = pool_path(pool)
+    refs = media_refs(plan, shape, folder, digests)
+    parts = part_refs(plan, refs, folder)
     for ref in refs.values():
+        if is_shared_media(ref):
+            check_shared_free(conn, pool, ref, plan.name, before)
+        else:
+            check_volume_free(pool, ref.pool, ref.name, before)
+    for ref in parts.values():
         check_volume_free(pool, ref.pool, ref.name, before)
     disk_ref = volume_ref(pool, plan.disk)
-    volumes = (*before.volumes, disk_ref, *refs.values()) if before else (disk_ref, *refs.values())
+    ours = (disk_ref, *refs.values(), *parts.values())
+    volumes = (*before.volumes, *ours) if before else ours
     tag = owner_tag(plan, tuple(dict.fromkeys(volumes)), clock)
     uuid = None
     if existing is not None and before is not None:
