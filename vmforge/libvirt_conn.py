@@ -17,6 +17,7 @@ _DAEMON_HINT = (
     "is libvirtd running? On hosts without systemd start it with 'virtlogd -d && libvirtd -d' "
     "(scripts/setup-host does this)"
 )
+DAEMON_HINT = _DAEMON_HINT
 
 
 def connect(uri: str, origin: str = "vm.connect") -> Any:

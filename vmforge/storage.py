@@ -16,7 +16,7 @@ from lxml import etree
 from vmforge.errors import LibvirtError, OwnershipError
 from vmforge.libvirt_conn import libvirt_errors
 from vmforge.ownership import OwnerTag, VolumeRef, mark_pool_dir
-from vmforge.plan import DiskPlan
+from vmforge.plan import DiskPlan, is_local_uri
 
 
 def pool_xml(name: str, path: Path) -> str:
@@ -79,20 +79,30 @@ def check_qemu_can_reach(path: Path) -> None:
             )
 
 
+def connection_is_local(conn: Any) -> bool:
+    """Whether ``conn`` talks to this machine (its files are ours to look at)."""
+    with libvirt_errors("reading the connection URI"):
+        return is_local_uri(str(conn.getURI()))
+
+
 def ensure_pool(conn: Any, disk: DiskPlan, system: bool = True) -> Any:
     """The pool ``disk.pool``, created (directory pool at ``disk.pool_dir``, marked) when missing,
     started when inactive.  An existing pool is used as it is and never deleted by vmforge.
-    ``system``: QEMU runs as another user (qemu:///system), so the folder must be reachable."""
+    ``system``: QEMU runs as another user (qemu:///system), so the folder must be reachable.
+    On a remote host (qemu+ssh://) the folder is the host's: libvirt builds it there, and it is
+    neither checked nor marked from here."""
     pool = lookup_pool(conn, disk.pool)
     if pool is None:
-        if disk.pool_dir is not None and system:
-            check_qemu_can_reach(disk.pool_dir)
         if disk.pool_dir is None:
             raise LibvirtError(
                 f"storage pool '{disk.pool}' does not exist on the remote libvirt host",
                 hint="create it there (virsh pool-define-as NAME dir --target PATH; pool-start; pool-autostart) "
-                "or set disk.pool to an existing pool",
+                "or set disk.pool to an existing pool, or disk.pool_dir to a folder on that host",
             )
+        if not connection_is_local(conn):
+            return _define_remote_pool(conn, disk.pool, disk.pool_dir)
+        if system:
+            check_qemu_can_reach(disk.pool_dir)
         try:
             mark_pool_dir(disk.pool_dir)
             disk.pool_dir.chmod(0o755)  # QEMU (another user on qemu:///system) must traverse it
@@ -107,6 +117,15 @@ def ensure_pool(conn: Any, disk: DiskPlan, system: bool = True) -> Any:
     with libvirt_errors(f"starting storage pool {disk.pool}"):
         if not pool.isActive():
             pool.create(0)
+    return pool
+
+
+def _define_remote_pool(conn: Any, name: str, path: Path) -> Any:
+    with libvirt_errors(f"creating storage pool {name} at {path} on the libvirt host"):
+        pool = conn.storagePoolDefineXML(pool_xml(name, path), 0)
+        pool.setAutostart(1)
+        pool.build(0)  # mkdir on the host (a folder that exists is kept)
+        pool.create(0)
     return pool
 
 

@@ -12,9 +12,10 @@ from lxml import etree
 from tests.integration.conftest import NAME, POOL, PREFIX, SHM, SYSTEM_URI, probe_plan, undefine_if_present
 from vmforge.domain.destroy import destroy_vm
 from vmforge.domain.lifecycle import provision, remove_media, send_keys, start, wait_for_stop
-from vmforge.domain.media import media_refs, media_sources, upload_media
+from vmforge.domain.media import media_digests, media_refs, media_sources, shared_volume_name, upload_media
 from vmforge.domain.shapes import Shape
 from vmforge.errors import LibvirtError, OwnershipError, VmforgeError
+from vmforge.hashing import sha256_file
 from vmforge.host.facts import read_host_facts
 from vmforge.ownership import domain_owner, is_owned_pool_dir
 from vmforge.plan import Plan, resolve_plan
@@ -124,14 +125,25 @@ def test_media_are_uploaded_once_and_redone_when_changed(system_conn: Any, pool_
     tag = domain_owner(dom)
     assert tag is not None
     keys = {ref.name: Path(ref.key) for ref in tag.volumes}
+    sources = media_sources(plan, Shape.INSTALL)
+    installer, virtio = (shared_volume_name(sha256_file(sources[role])) for role in ("installer", "virtio-win"))
+    # The installer and virtio-win ISOs are shared content-addressed volumes; the upload parts are gone.
     assert sorted(keys) == sorted(
-        [f"{name}.qcow2", f"{name}-installer.iso", f"{name}-answer.iso", f"{name}-virtio-win.iso"]
+        [
+            f"{name}.qcow2",
+            installer,
+            f"{name}-answer.iso",
+            virtio,
+            f"{name}-installer.iso.part",
+            f"{name}-virtio-win.iso.part",
+        ]
     )
     assert keys[f"{name}-answer.iso"].read_bytes() == plan.media.answer_iso.read_bytes()  # type: ignore[union-attr]
+    assert keys[installer].read_bytes() == sources["installer"].read_bytes()
+    assert not keys[f"{name}-installer.iso.part"].exists()
 
     pool = lookup_pool(system_conn, POOL)
-    refs = media_refs(plan, Shape.INSTALL, pool_dir)
-    sources = media_sources(plan, Shape.INSTALL)
+    refs = media_refs(plan, Shape.INSTALL, pool_dir, media_digests(sources))
     assert upload_media(system_conn, pool, refs, sources, VmDir(name)) == []  # complete: nothing to redo
     make_iso(plan.media.answer_iso, b"B")  # type: ignore[union-attr] # rebuilt answer media
     assert upload_media(system_conn, pool, refs, sources, VmDir(name)) == ["answer"]

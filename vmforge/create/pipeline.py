@@ -24,6 +24,7 @@ from vmforge.create.diagnostics import Diagnostics, collect
 from vmforge.create.steps import Skipped, affected_steps, changed_fields
 from vmforge.create.watch import LogFileSource, PhaseSource, Wait, events_data, follow, progress_line
 from vmforge.domain.destroy import destroy_vm
+from vmforge.domain.events import StopWatch
 from vmforge.domain.lifecycle import check_startable, provision, remove_media, send_keys, start, wait_for_stop
 from vmforge.domain.review import plan_on_host
 from vmforge.domain.shapes import Shape
@@ -392,24 +393,6 @@ class Create:
             )
         return found[0]
 
-    def _running(self, dom: Any) -> tuple[bool, str]:
-        with libvirt_errors(f"reading the state of {dom.name()}"):
-            state, reason = dom.state()
-        if state == libvirt.VIR_DOMAIN_SHUTOFF:
-            return False, _SHUTOFF.get(reason, str(reason))
-        return True, ""
-
-    def _running_across_restarts(self, box: list[Any]) -> tuple[bool, str]:
-        """:meth:`_running` for ``box[0]``; when the connection died under it (libvirtd was
-        restarted), reconnect, look the domain up again and ask once more."""
-        try:
-            return self._running(box[0])
-        except LibvirtError:
-            if self._conn_alive():
-                raise  # a real answer from libvirt, not a lost connection
-            box[0] = self._dom()  # reconnects first
-            return self._running(box[0])
-
     def _follow(self, wait: Wait, timeout: float, press_keys: bool = False) -> dict[str, Any]:
         plan = self._domain_plan()
         if plan.serial_log is None and self.phase_source is None:
@@ -446,17 +429,19 @@ class Create:
                 last_report[0] = self.clock()
                 self.reporter.info(progress_line(elapsed, last, time.time()))
 
-        outcome = follow(
-            source,
-            wait,
-            lambda: self._running_across_restarts(box),
-            deadline=now + timeout,
-            first_sign=now + self.spec.timeouts.boot,
-            on_event=on_event,
-            on_tick=on_tick,
-            clock=self.clock,
-            sleep=self.sleep,
-        )
+        # Lifecycle events tell the stop (Setup's reboot) at once; polling when they cannot be had.
+        with StopWatch(box[0], uri=plan.connect, clock=self.clock, sleep=self.sleep) as watch:
+            outcome = follow(
+                source,
+                wait,
+                watch.running,
+                deadline=now + timeout,
+                first_sign=now + self.spec.timeouts.boot,
+                on_event=on_event,
+                on_tick=on_tick,
+                clock=self.clock,
+                sleep=self.sleep,
+            )
         detail: dict[str, Any] = {"phases": [e["phase"] for e in events_data(outcome.seen)]}
         if outcome.kind == "stopped":
             detail["stopped"] = outcome.stop_reason
@@ -728,9 +713,6 @@ class Create:
                 if dom.isActive():
                     dom.destroy()
             return f"forced after {timeout:.0f}s"
-
-
-_SHUTOFF = {0: "unknown", 1: "shutdown", 2: "destroyed", 3: "crashed", 4: "migrated", 5: "saved", 6: "failed"}
 
 
 def _comparable(plan: Plan) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import libvirt
 from lxml import etree
 from pydantic import ValidationError
 
+from vmforge.domain.media import is_shared_media, shared_users
 from vmforge.errors import UsageError
 from vmforge.ivshmem.server_daemon import stop_server
 from vmforge.libvirt_conn import libvirt_errors
@@ -22,7 +23,7 @@ from vmforge.ownership import lookup_owned_domain
 from vmforge.plan import SHM_DIR
 from vmforge.spec import VmSection
 from vmforge.state import VmDir
-from vmforge.storage import lookup_pool, lookup_volume
+from vmforge.storage import connection_is_local, lookup_pool, lookup_volume
 
 UNDEFINE_FLAGS = (
     libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
@@ -55,6 +56,21 @@ class DestroyReport:
         return {"name": self.name, "removed": self.removed, "kept": self.kept, "absent": self.absent}
 
 
+def _remove_shared_memory(conn: Any, config: Any, shm_dir: Path, report: DestroyReport) -> None:
+    """The files of the domain's ``<shmem>`` devices (QEMU leaves them behind)."""
+    local = connection_is_local(conn)
+    for shmem in config.findall("devices/shmem"):
+        path = shm_dir / str(shmem.get("name"))
+        if not local:  # on the libvirt host, where vmforge's files API does not reach
+            report.kept.append(f"shared memory {path} on the remote host (remove it there)")
+            continue
+        try:
+            path.unlink()
+            report.removed.append(f"shared memory {path}")
+        except FileNotFoundError:
+            report.absent.append(f"shared memory {path}")
+
+
 def destroy_vm(conn: Any, name: str, vm_dir: VmDir, keep_disk: bool = False, shm_dir: Path = SHM_DIR) -> DestroyReport:
     _check_name(name)
     report = DestroyReport(name)
@@ -83,19 +99,17 @@ def destroy_vm(conn: Any, name: str, vm_dir: VmDir, keep_disk: bool = False, shm
             if volume is None:
                 report.absent.append(label)
                 continue
+            users = shared_users(conn, ref, besides=name) if is_shared_media(ref) else []
+            if users:  # the reference count: other VMs still list this shared medium
+                report.kept.append(f"{label} (shared, still used by {', '.join(users)})")
+                continue
             with libvirt_errors(f"deleting {label}"):
                 if str(volume.key()) != ref.key:
                     report.kept.append(f"{label} (a different volume now has this name)")
                     continue
                 volume.delete(0)
             report.removed.append(label)
-        for shmem in config.findall("devices/shmem"):
-            path = shm_dir / str(shmem.get("name"))
-            try:
-                path.unlink()
-                report.removed.append(f"shared memory {path}")
-            except FileNotFoundError:
-                report.absent.append(f"shared memory {path}")
+        _remove_shared_memory(conn, config, shm_dir, report)
         nvram = config.findtext("os/nvram")
         uuid = config.findtext("uuid")
         with libvirt_errors(f"undefining domain {name}"):

@@ -12,16 +12,29 @@ import libvirt
 from lxml import etree
 
 from vmforge.domain.build import build_domain
-from vmforge.domain.media import check_sources, media_refs, media_sources, upload_media
+from vmforge.domain.events import Mechanism, Stopped, StopWatch
+from vmforge.domain.media import (
+    check_shared_free,
+    check_sources,
+    is_shared_media,
+    media_digests,
+    media_refs,
+    media_sources,
+    part_refs,
+    upload_media,
+)
 from vmforge.domain.owner import owner_tag
 from vmforge.domain.shapes import MEDIA_ROLES, Shape
 from vmforge.errors import VmforgeError
 from vmforge.ivshmem.managed import serve_domain
 from vmforge.libvirt_conn import libvirt_errors
+from vmforge.logs import get_logger
 from vmforge.ownership import lookup_owned_domain
 from vmforge.plan import IvshmemPlan, Plan, is_local_uri
 from vmforge.state import VmDir, utc_now
 from vmforge.storage import check_volume_free, create_overlay, create_volume, ensure_pool, pool_path, volume_ref
+
+log = get_logger("domain.lifecycle")
 
 
 def define_xml(conn: Any, xml: str) -> Any:
@@ -55,13 +68,22 @@ def provision(
     check_startable(plan)
     sources = media_sources(plan, shape)
     check_sources(sources)
+    digests = media_digests(sources)
     pool = ensure_pool(conn, plan.disk, system=plan.system_uri)
     disk_volume = check_volume_free(pool, plan.disk.pool, plan.disk.volume, before)
-    refs = media_refs(plan, shape, pool_path(pool))
+    folder = pool_path(pool)
+    refs = media_refs(plan, shape, folder, digests)
+    parts = part_refs(plan, refs, folder)
     for ref in refs.values():
+        if is_shared_media(ref):
+            check_shared_free(conn, pool, ref, plan.name, before)
+        else:
+            check_volume_free(pool, ref.pool, ref.name, before)
+    for ref in parts.values():
         check_volume_free(pool, ref.pool, ref.name, before)
     disk_ref = volume_ref(pool, plan.disk)
-    volumes = (*before.volumes, disk_ref, *refs.values()) if before else (disk_ref, *refs.values())
+    ours = (disk_ref, *refs.values(), *parts.values())
+    volumes = (*before.volumes, *ours) if before else ours
     tag = owner_tag(plan, tuple(dict.fromkeys(volumes)), clock)
     uuid = None
     if existing is not None and before is not None:
@@ -84,16 +106,14 @@ def check_startable(plan: Plan) -> None:
     ivshmem = plan.ivshmem
     if ivshmem is not None and ivshmem.socket is not None and not is_local_uri(plan.connect):
         raise VmforgeError(
-            f"ivshmem.model = 'doorbell' on {plan.connect}: vmforge runs the ivshmem server on this machine only",
-            hint="use ivshmem.model = 'plain' for a remote host",
+            f"ivshmem.model = 'doorbell' with vm.connect = '{plan.connect}': the ivshmem server must run "
+            "on the libvirt host, and vmforge runs the ivshmem server on this machine only",
+            hint="run vmforge on the libvirt host for doorbell ivshmem, or use ivshmem.model = 'plain'",
         )
 
 
 # Linux input keycodes (include/uapi/linux/input-event-codes.h) for what installers ask for.
 KEYCODES = {"enter": 28, "space": 57, "esc": 1, "tab": 15, "f8": 66, "f12": 88}
-
-# virDomainShutoffReason
-_SHUTOFF_REASONS = {0: "unknown", 1: "shutdown", 2: "destroyed", 3: "crashed", 4: "migrated", 5: "saved", 6: "failed"}
 
 
 def send_keys(dom: Any, *names: str, hold_ms: int = 100) -> None:
@@ -105,31 +125,45 @@ def send_keys(dom: Any, *names: str, hold_ms: int = 100) -> None:
             dom.sendKey(libvirt.VIR_KEYCODE_SET_LINUX, hold_ms, [KEYCODES[name]], 1, 0)
 
 
+def wait_stopped(
+    dom: Any,
+    timeout: float,
+    *,
+    uri: str | None = None,
+    mechanism: Mechanism = "auto",
+    poll: float = 0.5,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Stopped:
+    """Wait until the domain is shut off (in the install shape a guest reboot also stops it, since
+    ``on_reboot`` is destroy) and say why and how it was noticed.
+
+    libvirt lifecycle events on a dedicated connection (``uri``, default the domain's own), with
+    polling when events cannot be had and a periodic state read as safety net
+    (:mod:`vmforge.domain.events`).  A domain already off returns at once."""
+    with StopWatch(dom, uri=uri, mechanism=mechanism, poll=poll, clock=clock, sleep=sleep) as watch:
+        stopped = watch.wait(timeout)
+    if stopped is None:
+        raise VmforgeError(
+            f"domain {watch.name} still runs after {timeout:.0f}s",
+            hint="look at its console (virsh console / the serial log) and raise the timeout if it is just slow",
+        )
+    log.info("domain %s stopped (%s), noticed by %s (%s)", watch.name, stopped.reason, stopped.noticed, watch.mechanism)
+    return stopped
+
+
 def wait_for_stop(
     dom: Any,
     timeout: float,
     *,
+    uri: str | None = None,
+    mechanism: Mechanism = "auto",
     poll: float = 0.5,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> str:
-    """Wait until the domain is shut off (in the install shape a guest reboot also stops it, since
-    ``on_reboot`` is destroy) and return why: shutdown, destroyed, crashed, ...
-
-    Polls the state (libvirt events need an event loop registered before connecting; polling
-    works on any connection, remote ones included)."""
-    deadline = clock() + timeout
-    while True:
-        with libvirt_errors(f"reading the state of {dom.name()}"):
-            state, reason = dom.state()
-        if state == libvirt.VIR_DOMAIN_SHUTOFF:
-            return _SHUTOFF_REASONS.get(reason, str(reason))
-        if clock() >= deadline:
-            raise VmforgeError(
-                f"domain {dom.name()} still runs after {timeout:.0f}s",
-                hint="look at its console (virsh console / the serial log) and raise the timeout if it is just slow",
-            )
-        sleep(poll)
+    """:func:`wait_stopped`, returning only why the domain stopped (shutdown, destroyed, ...)."""
+    return wait_stopped(dom, timeout, uri=uri, mechanism=mechanism, poll=poll, clock=clock, sleep=sleep).reason
 
 
 def start(dom: Any, vm_dir: VmDir | None = None, ivshmem: IvshmemPlan | None = None, *, paused: bool = False) -> None:

@@ -1,25 +1,38 @@
 """Installation media as pool volumes: uploaded through libvirt's stream API, so QEMU can read
 them on qemu:///system (the VM's state folder is private) and on remote hosts.
 
-Each VM gets its own volumes ``<vm>-installer.iso``, ``<vm>-answer.iso``, ``<vm>-virtio-win.iso``,
-listed in its owner tag (so ``destroy`` removes them).  An upload counts as complete only once
-the VM's state records it (source size and mtime), so an interrupted upload is redone.
+The answer media is the VM's own volume ``<vm>-answer.iso``: an upload counts as complete only
+once the VM's state records it (source size and mtime), so an interrupted upload is redone.
+
+The installer and virtio-win ISOs are the same files for many VMs: they are shared, read-only,
+content-addressed volumes ``vmforge-media-<sha256>.iso``.  Every VM using one lists it in its
+owner tag (that is the reference count: ``destroy`` deletes it with the last VM listing it).  The
+name appears only complete: the file is uploaded to the VM's own ``<vm>-<role>.iso.part`` (also
+listed in its tag, so a leftover is the VM's to remove) and copied to the shared name on the host
+(``createXMLFrom``), then the part is deleted.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import libvirt
+
 from vmforge.domain.shapes import Shape, media_roles
-from vmforge.errors import VmforgeError
+from vmforge.errors import OwnershipError, VmforgeError
 from vmforge.libvirt_conn import libvirt_errors
-from vmforge.ownership import VolumeRef
+from vmforge.media.checksum import file_sha256
+from vmforge.ownership import OwnerTag, VolumeRef, list_owned_domains
 from vmforge.plan import Plan
 from vmforge.state import VmDir, VmState
-from vmforge.storage import lookup_volume, upload_volume
+from vmforge.storage import lookup_volume, upload_volume, volume_xml
 
 STATE_KEY = "media_uploads"
+SHARED_ROLES = ("installer", "virtio-win")
+SHARED_PREFIX = "vmforge-media-"
+PART_SUFFIX = ".part"
 
 
 def media_sources(plan: Plan, shape: Shape) -> dict[str, Path]:
@@ -35,18 +48,73 @@ def media_sources(plan: Plan, shape: Shape) -> dict[str, Path]:
 
 
 def volume_name(vm: str, role: str) -> str:
-    """The pool volume holding VM ``vm``'s ``role`` media."""
+    """The pool volume holding VM ``vm``'s own ``role`` media (shared media: :func:`shared_volume_name`)."""
     return f"{vm}-{role}.iso"
 
 
-def media_refs(plan: Plan, shape: Shape, pool_folder: Path | None) -> dict[str, VolumeRef]:
-    """Role -> the volume it lives in (keys are file paths in directory pools)."""
+def media_digests(sources: Mapping[str, Path]) -> dict[str, str]:
+    """sha256 of the shareable media that exist (cached per file: a 6 GB ISO is hashed once)."""
+    return {role: file_sha256(path) for role, path in sources.items() if role in SHARED_ROLES and path.is_file()}
+
+
+def shared_volume_name(digest: str) -> str:
+    return f"{SHARED_PREFIX}{digest[:32]}.iso"
+
+
+def is_shared_media(ref: VolumeRef) -> bool:
+    return ref.name.startswith(SHARED_PREFIX) and ref.name.endswith(".iso")
+
+
+def media_refs(
+    plan: Plan, shape: Shape, pool_folder: Path | None, digests: Mapping[str, str] | None = None
+) -> dict[str, VolumeRef]:
+    """Role -> the volume it lives in (keys are file paths in directory pools).  Roles with a
+    digest get the shared content-addressed volume."""
     refs = {}
     for role in media_sources(plan, shape):
-        name = volume_name(plan.name, role)
-        key = str(pool_folder / name) if pool_folder is not None else ""
-        refs[role] = VolumeRef(plan.disk.pool, name, key)
+        name = shared_volume_name(digests[role]) if digests and role in digests else volume_name(plan.name, role)
+        refs[role] = VolumeRef(plan.disk.pool, name, _key(pool_folder, name))
     return refs
+
+
+def part_refs(plan: Plan, refs: Mapping[str, VolumeRef], pool_folder: Path | None) -> dict[str, VolumeRef]:
+    """Role -> the VM's own upload volume for each shared medium."""
+    parts = {}
+    for role, ref in refs.items():
+        if is_shared_media(ref):
+            name = f"{plan.name}-{role}.iso{PART_SUFFIX}"
+            parts[role] = VolumeRef(ref.pool, name, _key(pool_folder, name))
+    return parts
+
+
+def _key(pool_folder: Path | None, name: str) -> str:
+    return str(pool_folder / name) if pool_folder is not None else ""
+
+
+def shared_users(conn: Any, ref: VolumeRef, *, besides: str) -> list[str]:
+    """The vmforge VMs other than ``besides`` whose owner tag lists the shared volume ``ref``."""
+    return [
+        tag.vm
+        for _dom, tag in list_owned_domains(conn)
+        if tag.vm != besides and tag.owns_volume(ref.pool, ref.name, ref.key)
+    ]
+
+
+def check_shared_free(conn: Any, pool: Any, ref: VolumeRef, name: str, before: OwnerTag | None) -> None:
+    """An existing shared volume must be vmforge's: listed by this VM's tag or another VM's."""
+    volume = lookup_volume(pool, ref.name)
+    if volume is None:
+        return
+    with libvirt_errors(f"reading volume {ref.name}"):
+        key = str(volume.key())
+    if before is not None and before.owns_volume(ref.pool, ref.name, key):
+        return
+    if key == ref.key and shared_users(conn, ref, besides=name):
+        return
+    raise OwnershipError(
+        f"volume '{ref.name}' already exists in pool '{ref.pool}' but no vmforge VM lists it",
+        hint="vmforge never touches foreign volumes; remove it yourself (virsh vol-delete) and run again",
+    )
 
 
 def check_sources(sources: dict[str, Path]) -> None:
@@ -74,6 +142,10 @@ def upload_media(
     uploaded = []
     for role, ref in refs.items():
         source = sources[role]
+        if is_shared_media(ref):
+            if upload_shared(conn, pool, ref, source, f"{vm_dir.name}-{role}.iso{PART_SUFFIX}"):
+                uploaded.append(role)
+            continue
         want = _fingerprint(ref, source)
         volume = lookup_volume(pool, ref.name)
         if volume is not None and done.get(role) == want:
@@ -88,3 +160,27 @@ def upload_media(
         vm_dir.save(state)
         uploaded.append(role)
     return uploaded
+
+
+def upload_shared(conn: Any, pool: Any, ref: VolumeRef, source: Path, part: str) -> bool:
+    """Make the shared volume ``ref`` from ``source`` unless it exists (it is complete whenever
+    it exists); True when it was made here."""
+    if lookup_volume(pool, ref.name) is not None:
+        return False
+    stale = lookup_volume(pool, part)
+    if stale is not None:  # an upload of this VM that was interrupted
+        with libvirt_errors(f"deleting the interrupted upload {part}"):
+            stale.delete(0)
+    uploaded = upload_volume(conn, pool, part, source)
+    try:
+        with libvirt_errors(f"copying {part} to the shared volume {ref.name}"):
+            try:
+                pool.createXMLFrom(volume_xml(ref.name, source.stat().st_size, "raw"), uploaded, 0)
+            except libvirt.libvirtError:
+                if lookup_volume(pool, ref.name) is None:
+                    raise
+                return False  # another VM made it meanwhile
+    finally:
+        with libvirt_errors(f"deleting {part}"):
+            uploaded.delete(0)
+    return True

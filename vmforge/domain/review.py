@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from vmforge.domain.build import build_domain
-from vmforge.domain.media import media_refs
+from vmforge.domain.media import media_digests, media_refs, media_sources, part_refs
 from vmforge.domain.owner import owner_tag
 from vmforge.domain.shapes import Shape
 from vmforge.host.facts import read_host_facts
@@ -28,8 +28,9 @@ def review_xml(conn: Any, plan: Plan, shape: Shape, clock: Callable[[], datetime
     pool = lookup_pool(conn, plan.disk.pool)
     folder = pool_path(pool) if pool is not None else plan.disk.pool_dir
     key = str(folder / plan.disk.volume) if folder is not None else ""
-    media = media_refs(plan, shape, folder)
-    tag = owner_tag(plan, (VolumeRef(plan.disk.pool, plan.disk.volume, key), *media.values()), clock)
+    media = media_refs(plan, shape, folder, media_digests(media_sources(plan, shape)))
+    parts = part_refs(plan, media, folder)
+    tag = owner_tag(plan, (VolumeRef(plan.disk.pool, plan.disk.volume, key), *media.values(), *parts.values()), clock)
     existing = lookup_owned_domain(conn, plan.name)
     uuid = str(existing[0].UUIDString()) if existing else None
     return build_domain(plan, shape, tag, uuid, media).to_xml()
