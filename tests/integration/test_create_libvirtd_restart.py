@@ -45,7 +45,7 @@ def test_libvirtd_restart_during_the_phase_wait_create_finishes(
         conn = libvirt.open("qemu:///system")
 
         out, err = proc.communicate(timeout=900)
-        assert proc.returncode == 0, err[-3000:]
+        assert proc.returncode == 0, err[-3000:] + out[-2000:]
         assert "lost the libvirt connection" in err and "reconnected to libvirt" in err, err[-3000:]
         result = json.loads(out)
         statuses = {s["name"]: s["status"] for s in result["steps"]}

@@ -352,6 +352,9 @@ class Create:
 
     def _conn_alive(self) -> bool:
         try:
+            # A round trip: isAlive() alone still says yes for a connection that sat idle while
+            # libvirtd went away (the waits watch the domain on their own connection).
+            self.conn.getLibVersion()
             return bool(self.conn.isAlive())
         except libvirt.libvirtError:
             return False
