@@ -25,6 +25,7 @@ from vmforge.media.iso_inspect import IsoInspection, inspect_spec_iso
 from vmforge.media.package_media import package_media_files
 from vmforge.media.validate import AnswerFileInvalid, Report, validate_bytes
 from vmforge.media.virtio_win import winpe_drivers
+from vmforge.packages.preflight import preflight_packages
 from vmforge.plan import Plan, resolve_plan
 from vmforge.spec import DiskBus, Spec
 from vmforge.state import VmDir
@@ -71,8 +72,6 @@ def media_files(spec: Spec, prepared: Prepared) -> dict[str, MediaContent]:
     The packages pass the same preflight as ``create`` (files present and matching their
     sha256, INF, edition, build) before anything is written.
     """
-    from vmforge.packages.preflight import preflight_packages
-
     files: dict[str, MediaContent] = {
         "autounattend.xml": prepared.answer.text.encode("ascii"),
         f"{ANSWER_DIR}/{BOOTSTRAP_SCRIPT}": render_bootstrap(
