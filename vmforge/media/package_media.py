@@ -50,6 +50,11 @@ def package_media_files(checked: Sequence[CheckedPackage]) -> dict[str, MediaCon
     files: dict[str, MediaContent] = {}
     lines: list[tuple[str, str]] = []
     for item in checked:
+        if item.name.casefold() == SUMS_FILE.casefold():  # Windows reads the media case-insensitively
+            raise PackageError(
+                f"a package named '{item.name}' cannot go on the answer media (the name of its checksum list)",
+                hint="rename the package",
+            )
         for check in item.files:
             relative = f"{item.name}/{check.path}"
             if not relative.isascii() or any(ord(c) < 0x20 or c == "\\" for c in relative):
