@@ -188,3 +188,41 @@ def test_verification_failure_after_install_is_reported(rig: Rig) -> None:
     with pytest.raises(PackageInstallFailed, match=r"verify: check cmp .* exited 1 in the guest"):
         rig.install(resolve_argument(str(package.descriptor_dir)))
     assert rig.record("shellapp")["status"] == "failed"
+
+
+def test_copies_staged_from_the_answer_media_are_used_and_a_bad_one_is_replaced(rig: Rig, tmp_path: Path) -> None:
+    """The answer media's packages folder, staged the way stage-packages.ps1 does it (every
+    file checked against SHA256SUMS), is what the packages step then finds and keeps."""
+    import subprocess
+
+    from vmforge.media.answer_iso import write_answer_iso
+    from vmforge.media.package_media import MEDIA_PACKAGES_DIR, package_media_files
+    from vmforge.packages.preflight import Target, check_package
+
+    package = app(rig)
+    iso = tmp_path / "answer.iso"
+    write_answer_iso(iso, package_media_files([check_package(package, rig.spec, Target("linux", "amd64"))]))
+    subprocess.run(
+        ["xorriso", "-osirrox", "on", "-indev", str(iso), "-extract", f"/{MEDIA_PACKAGES_DIR}", str(rig.stage)],
+        capture_output=True, check=True, timeout=60,
+    )  # fmt: skip
+    sums = subprocess.run(
+        ["sha256sum", "--check", "SHA256SUMS"], check=False, cwd=rig.stage, capture_output=True, timeout=60
+    )
+    assert sums.returncode == 0, sums.stdout
+    for path in (rig.stage / "shellapp").rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)  # xorriso keeps the media's read-only modes
+
+    outcome = rig.install(package).outcomes[0]  # type: ignore[attr-defined]
+    assert outcome.action == "installed"
+    assert sorted(outcome.already_staged) == ["big.bin", "bin/payload.bin"]
+    assert not any(c.startswith("copied") for c in outcome.changed)
+    assert (rig.root / "installed" / "payload.bin").read_bytes() == b"payload v1\n"
+
+    # A staged copy whose hash no longer matches is replaced over the agent (the fallback).
+    (rig.stage / "shellapp" / "big.bin").write_bytes(b"damaged")
+    (rig.root / "installed" / "payload.bin").unlink()
+    again = rig.install(package).outcomes[0]  # type: ignore[attr-defined]
+    assert again.action == "repaired" and again.already_staged == ["bin/payload.bin"]
+    assert [c.split(" to ")[0] for c in again.changed if c.startswith("copied")] == ["copied big.bin"]
+    assert (rig.stage / "shellapp" / "big.bin").read_bytes() == (package.files_dir / "big.bin").read_bytes()

@@ -1,7 +1,8 @@
 """Smoke test of the real probe guest: the cached image boots under QEMU (TCG) and answers.
 
-One guest is booted for the module (a SATA CD with UDF answer media and a blank virtio disk),
-then: the agent over a real virtio-serial port, the CD mounted by the guest kernel, a multi-MB
+One guest is booted for the module (a SATA CD with vmforge-written answer media carrying a
+package, and a blank virtio disk), then: the agent over a real virtio-serial port, the CD
+mounted by the guest kernel and the package files checked there against SHA256SUMS, a multi-MB
 copy verified by the guest's own sha256sum, phase markers read from the real serial output, the
 scratch disk formatted once, and a reboot detected by a new boot_id with the disk's data kept.
 """
@@ -9,21 +10,25 @@ scratch disk formatted once, and a reboot detected by a new boot_id with the dis
 from __future__ import annotations
 
 import hashlib
-import io
 import random
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pycdlib
 import pytest
 from probe_vm import ProbeVm, boot_probe, probe_image  # noqa: F401 - fixture
 
+from tests.packages_support import write_shell_app
 from vmforge.guest.agent import AgentTransport
 from vmforge.guest.os_linux import LinuxAdapter
 from vmforge.guest.session import Guest
+from vmforge.media.answer_iso import MediaContent, write_answer_iso
+from vmforge.media.package_media import package_media_files
+from vmforge.packages.catalog import resolve_argument
+from vmforge.packages.preflight import Target, check_package
 from vmforge.probe.image import ProbeImage
+from vmforge.spec import parse_spec
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -31,16 +36,14 @@ AUTOUNATTEND = b"<?xml version='1.0'?>\n<unattend xmlns='urn:schemas-microsoft-c
 DRIVER_NOTE = b"viostor goes here\n"
 
 
-def make_answer_iso(path: Path) -> None:
-    iso = pycdlib.PyCdlib()
-    iso.new(interchange_level=3, joliet=3, udf="2.60", vol_ident="VMFORGE_ANSWERS")
-    iso.add_fp(io.BytesIO(AUTOUNATTEND), len(AUTOUNATTEND), "/AUTOUNAT.XML;1",
-               joliet_path="/autounattend.xml", udf_path="/autounattend.xml")  # fmt: skip
-    iso.add_directory("/WINPEDRV", joliet_path="/$WinPEDriver$", udf_path="/$WinPEDriver$")
-    iso.add_fp(io.BytesIO(DRIVER_NOTE), len(DRIVER_NOTE), "/WINPEDRV/README.TXT;1",
-               joliet_path="/$WinPEDriver$/readme.txt", udf_path="/$WinPEDriver$/readme.txt")  # fmt: skip
-    iso.write(str(path))
-    iso.close()
+def make_answer_iso(path: Path, work: Path) -> None:
+    """vmforge's own answer-media writer, with a package on it (a multi-block binary included)."""
+    package = resolve_argument(str(write_shell_app(work / "shellapp-src", work / "guest-root")))
+    checked = check_package(package, parse_spec({"os": "probe", "vm": {"name": "probe-boot"}}, label="test"),
+                            Target("linux", "amd64"))  # fmt: skip
+    files: dict[str, MediaContent] = {"autounattend.xml": AUTOUNATTEND, "$WinPEDriver$/readme.txt": DRIVER_NOTE}
+    files.update(package_media_files([checked]))
+    write_answer_iso(path, files)
 
 
 class Booted:
@@ -55,7 +58,7 @@ class Booted:
 def booted(probe_image: ProbeImage, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Booted]:  # noqa: F811
     work = tmp_path_factory.mktemp("probe-boot")
     iso = work / "answers.iso"
-    make_answer_iso(iso)
+    make_answer_iso(iso, work)
     disk = work / "scratch.raw"
     with disk.open("wb") as handle:
         handle.truncate(64 * 1024 * 1024)
@@ -100,8 +103,26 @@ def test_answer_media_is_mounted_by_the_guest_kernel(booted: Booted) -> None:
     mounts = booted.transport.run(["cat", "/proc/mounts"], timeout=30).stdout.decode()
     assert "/dev/sr0 /media/sr0 udf ro" in mounts
     files = booted.transport.run(["find", "/media/sr0", "-type", "f"], timeout=30).stdout.decode().split()
-    assert sorted(files) == ["/media/sr0/$WinPEDriver$/readme.txt", "/media/sr0/autounattend.xml"]
+    assert sorted(files) == [
+        "/media/sr0/$WinPEDriver$/readme.txt",
+        "/media/sr0/autounattend.xml",
+        "/media/sr0/vmforge/packages/SHA256SUMS",
+        "/media/sr0/vmforge/packages/shellapp/big.bin",
+        "/media/sr0/vmforge/packages/shellapp/bin/payload.bin",
+        "/media/sr0/vmforge/stage-packages.ps1",
+    ]
     assert booted.transport.run(["cat", "/media/sr0/autounattend.xml"], timeout=30).stdout == AUTOUNATTEND
+    # The packages read back through the guest kernel's UDF driver match SHA256SUMS (the
+    # manifest's hashes), and a staged copy made from them in the guest does too.
+    check = booted.transport.run(["sh", "-c", "cd /media/sr0/vmforge/packages && sha256sum -c SHA256SUMS"],
+                                 timeout=60)  # fmt: skip
+    assert check.rc == 0, check.stdout + check.stderr
+    assert check.stdout.decode().split() == ["shellapp/big.bin:", "OK", "shellapp/bin/payload.bin:", "OK"]
+    staged = booted.transport.run(
+        ["sh", "-c", "mkdir -p /tmp/stage && cp -r /media/sr0/vmforge/packages/. /tmp/stage/ "
+         "&& cd /tmp/stage && sha256sum -c SHA256SUMS"], timeout=60,
+    )  # fmt: skip
+    assert staged.rc == 0, staged.stdout + staged.stderr
 
 
 def test_multi_megabyte_copy_verified_in_the_guest(booted: Booted, tmp_path: Path) -> None:

@@ -62,7 +62,7 @@ def render(spec_path: Path | None, sets: tuple[str, ...], output: Path | None, a
     "--reference",
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
-    help="Folder with Component.json and settings.json for more warnings.",
+    help="Folder with newer Component.json, settings.json and autounattend.xsd (default: vmforge's own data).",
 )
 @json_option
 def validate(path: Path, iso: Path | None, reference: Path | None, as_json: bool) -> None:

@@ -12,11 +12,20 @@ from pathlib import Path
 from vmforge.credentials import admin_password
 from vmforge.errors import SpecError, VmforgeError
 from vmforge.media.answer import ANSWER_DIR, BOOTSTRAP_SCRIPT, RenderedAnswer, render_answer
-from vmforge.media.answer_iso import DEFAULT_EPOCH, AnswerMedia, inputs_digest, write_answer_iso, write_answer_media
+from vmforge.media.answer_iso import (
+    DEFAULT_EPOCH,
+    AnswerMedia,
+    MediaContent,
+    inputs_digest,
+    write_answer_iso,
+    write_answer_media,
+)
 from vmforge.media.bootstrap import render_bootstrap
 from vmforge.media.iso_inspect import IsoInspection, inspect_spec_iso
+from vmforge.media.package_media import package_media_files
 from vmforge.media.validate import AnswerFileInvalid, Report, validate_bytes
 from vmforge.media.virtio_win import winpe_drivers
+from vmforge.packages.preflight import preflight_packages
 from vmforge.plan import Plan, resolve_plan
 from vmforge.spec import DiskBus, Spec
 from vmforge.state import VmDir
@@ -57,15 +66,20 @@ def prepare_answer(spec: Spec, password: str, inspection: IsoInspection | None =
     return Prepared(inspection, plan, answer, report)
 
 
-def media_files(spec: Spec, prepared: Prepared, vm_dir: VmDir | None = None) -> dict[str, bytes]:
-    """Everything on the answer media.  With WinRM in remote.channels (and ``vm_dir`` to keep
-    its certificate in) also the WinRM set-up the bootstrap runs: script, PFX and its password."""
+def media_files(spec: Spec, prepared: Prepared, vm_dir: VmDir | None = None) -> dict[str, MediaContent]:
+    """Everything on the answer media: answer file, bootstrap, WinPE drivers, the spec's packages,
+    and with WinRM in remote.channels (and ``vm_dir`` to keep its certificate in) the WinRM set-up
+    the bootstrap runs: script, PFX and its password.
+
+    The packages pass the same preflight as ``create`` (files present and matching their
+    sha256, INF, edition, build) before anything is written.
+    """
     from vmforge.guest.winrm_setup import LISTENER_SCRIPT, winrm_media_files  # paramiko/pywinrm: only when needed
 
     plan = prepared.plan
     remote = {} if vm_dir is None else winrm_media_files(spec, vm_dir, plan.computer_name or spec.vm.name)
     listener = LISTENER_SCRIPT if LISTENER_SCRIPT in remote else None
-    files = {
+    files: dict[str, MediaContent] = {
         "autounattend.xml": prepared.answer.text.encode("ascii"),
         f"{ANSWER_DIR}/{BOOTSTRAP_SCRIPT}": render_bootstrap(
             plan, prepared.answer.image.arch or "amd64", listener
@@ -79,10 +93,11 @@ def media_files(spec: Spec, prepared: Prepared, vm_dir: VmDir | None = None) -> 
                 f"disk.bus = '{plan.disk.bus}' needs virtio drivers in Windows Setup, but virtio_win.iso is not set",
                 hint="download virtio-win.iso and set virtio_win.iso, or use --set disk.bus=sata",
             )
-        return files
-    assert plan.family is not None
-    for driver in winpe_drivers(virtio, plan.family, prepared.answer.image.arch or "amd64"):
-        files[f"{WINPE_DRIVER_DIR}/{driver.driver}/{driver.relative}"] = driver.data
+    else:
+        assert plan.family is not None
+        for driver in winpe_drivers(virtio, plan.family, prepared.answer.image.arch or "amd64"):
+            files[f"{WINPE_DRIVER_DIR}/{driver.driver}/{driver.relative}"] = driver.data
+    files.update(package_media_files(preflight_packages(spec, prepared.inspection)))
     return files
 
 
@@ -103,7 +118,7 @@ def build_media(
         prepared = prepare_answer(spec, password, inspection)
         for warning in prepared.report.warnings:
             reporter.warn(str(warning))
-    with reporter.step("Collecting drivers and scripts"):
+    with reporter.step("Collecting drivers, scripts and packages"):
         files = media_files(spec, prepared, vm_dir)
     with reporter.step("Writing the answer media"):
         if output is None:

@@ -1,10 +1,9 @@
 """What vmforge knows about answer-file structure: its own rules, written for vmforge.
 
 The envelope rules mirror what Windows Setup (and Microsoft's unattend schema) require of
-``<unattend>``, ``<settings pass>`` and ``<component>``.  The component -> pass table covers
-the components vmforge and common tools use; a richer reference (Component.json and
-settings.json from the unattend-generator project and Microsoft's reference docs) can be given
-to ``vmforge answer validate --reference DIR`` for warnings about everything else.
+``<unattend>``, ``<settings pass>`` and ``<component>``; a test checks them against the XSD's
+patterns recorded in vmforge's reference data.  Which component and setting belongs to which
+pass is reference data, not code: :mod:`vmforge.media.refdata` (``unattend_reference.json``).
 """
 
 from __future__ import annotations
@@ -43,45 +42,6 @@ WINPE_ONLY = frozenset(
         "Microsoft-Windows-PnpCustomizationsWinPE",
     )
 )
-
-_ALL_BUT_PE = ("generalize", "specialize", "auditSystem", "auditUser", "oobeSystem")
-# Component -> passes it is processed in (vmforge's own table; names matched case-insensitively).
-COMPONENT_PASSES: dict[str, tuple[str, ...]] = {
-    name.casefold(): passes
-    for name, passes in {
-        "Microsoft-Windows-Setup": ("windowsPE",),
-        "Microsoft-Windows-International-Core-WinPE": ("windowsPE",),
-        "Microsoft-Windows-PnpCustomizationsWinPE": ("windowsPE",),
-        "Microsoft-Windows-PnpCustomizationsNonWinPE": ("offlineServicing", "auditSystem"),
-        "Microsoft-Windows-International-Core": ("specialize", "oobeSystem"),
-        "Microsoft-Windows-Shell-Setup": (
-            "offlineServicing", "windowsPE", "generalize", "specialize", "auditSystem", "auditUser", "oobeSystem",
-        ),
-        "Microsoft-Windows-Deployment": _ALL_BUT_PE,
-        "Microsoft-Windows-LUA-Settings": ("offlineServicing",),
-        "Microsoft-Windows-PnPSysprep": ("generalize", "specialize"),
-        "Microsoft-Windows-Security-SPP": ("generalize",),
-        "Microsoft-Windows-Security-SPP-UX": ("specialize",),
-        "Microsoft-Windows-TerminalServices-LocalSessionManager": ("offlineServicing", "generalize", "specialize"),
-        "Microsoft-Windows-TerminalServices-RDP-WinStationExtensions": ("generalize", "specialize"),
-        "Networking-MPSSVC-Svc": ("specialize",),
-        "Microsoft-Windows-UnattendedJoin": ("specialize",),
-        "Microsoft-Windows-ErrorReportingCore": ("specialize",),
-        "Microsoft-Windows-SQMApi": ("specialize",),
-        "Microsoft-Windows-SystemRestore-Main": ("specialize",),
-        "Microsoft-Windows-IE-InternetExplorer": ("specialize",),
-        "Microsoft-Windows-IE-ESC": ("specialize",),
-        "Microsoft-Windows-OutOfBoxExperience": ("generalize", "specialize"),
-        "Microsoft-Windows-ServerManager-SvrMgrNc": ("generalize", "specialize"),
-        "Microsoft-Windows-SecureStartup-FilterDriver": ("offlineServicing", "specialize", "auditSystem", "oobeSystem"),
-        "Microsoft-Windows-EnhancedStorage-Adm": ("specialize", "oobeSystem"),
-        "Microsoft-Windows-TCPIP": ("windowsPE", "specialize"),
-        "Microsoft-Windows-DNS-Client": ("windowsPE", "specialize"),
-        "Microsoft-Windows-Web-Services-for-Management-Core": ("specialize",),
-        "Microsoft-Windows-powercpl": ("specialize",),
-        "Microsoft-Windows-CodeIntegrity": ("offlineServicing",),
-    }.items()
-}  # fmt: skip
 
 # Elements that are list items: each needs wcm:action ("add", "modify", "remove").
 LIST_ITEMS = frozenset(

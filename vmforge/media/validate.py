@@ -4,13 +4,14 @@ Findings have two severities.  ``error``: Setup will fail or ignore something es
 well-formed, not ASCII, envelope invalid, a windowsPE-only component elsewhere, list items
 without ``wcm:action``, and, against an ISO, an architecture, image or product key the ISO
 does not have).  ``warning``: the references and real files disagree (component/pass pairs
-outside vmforge's table, unknown setting paths, setting-level pass differences).  Every
-finding names an XPath and says what to do.
+outside the reference's table, unknown setting paths, setting-level pass differences; the
+reference is vmforge's shipped data, :mod:`vmforge.media.refdata`, unless another is given).
+Every finding names an XPath and says what to do.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -20,6 +21,7 @@ from typing import Any
 from lxml import etree
 
 from vmforge.errors import ChecksFailed, VmforgeError
+from vmforge.media import refdata
 from vmforge.media import unattend_rules as rules
 from vmforge.media.editions import KEY_RE, key_owner, normalise_edition
 from vmforge.media.iso_inspect import IsoInspection
@@ -82,28 +84,32 @@ class Report:
 
 @dataclass(frozen=True)
 class Reference:
-    """Optional richer reference data: Component.json and settings.json (see module docs)."""
+    """Reference tables for the warnings: vmforge's shipped data (:mod:`vmforge.media.refdata`),
+    or a folder of newer Component.json/settings.json/autounattend.xsd (``--reference DIR``)."""
 
     component_passes: dict[str, tuple[str, ...]]
     settings: dict[str, dict[str, tuple[str, ...]]]  # component -> setting path -> passes
 
     @classmethod
-    def load(cls, folder: Path) -> Reference:
-        try:
-            components = json.loads((folder / "Component.json").read_text(encoding="utf-8"))
-            settings = json.loads((folder / "settings.json").read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise VmforgeError(
-                f"cannot read the reference data in {folder} ({exc})",
-                hint="the folder must hold Component.json and settings.json",
-            ) from None
-        passes = {c["Id"].casefold(): tuple(c["Passes"]) for c in components}
-        table: dict[str, dict[str, tuple[str, ...]]] = {}
-        for name, data in settings.get("components", {}).items():
-            table[name.casefold()] = {
-                path: tuple(info.get("passes", ())) for path, info in data.get("settings", {}).items()
-            }
+    def from_data(cls, data: dict[str, Any]) -> Reference:
+        passes = {name.casefold(): tuple(p) for name, p in data["component_passes"].items()}
+        table = {
+            name.casefold(): {path: tuple(p) for path, p in paths.items()} for name, paths in data["settings"].items()
+        }
         return cls(passes, table)
+
+    @classmethod
+    def load(cls, folder: Path) -> Reference:
+        return cls.from_data(refdata.generate(folder))
+
+    @classmethod
+    def builtin(cls) -> Reference:
+        return _builtin_reference()
+
+
+@functools.lru_cache(maxsize=1)
+def _builtin_reference() -> Reference:
+    return Reference.from_data(refdata.load_builtin())
 
 
 class AnswerFileInvalid(ChecksFailed):
@@ -127,6 +133,7 @@ def validate_file(path: Path, inspection: IsoInspection | None = None, reference
 def validate_bytes(
     raw: bytes, source: str, inspection: IsoInspection | None = None, reference: Reference | None = None
 ) -> Report:
+    reference = reference if reference is not None else Reference.builtin()
     report = Report(source)
     _check_ascii(raw, report)
     try:
@@ -139,8 +146,7 @@ def validate_bytes(
     for settings_pass, component, xpath in components:
         _check_component(settings_pass, component, xpath, report, reference)
         _check_list_items(component, xpath, report)
-        if reference is not None:
-            _check_settings(settings_pass, component, xpath, report, reference)
+        _check_settings(settings_pass, component, xpath, report, reference)
     _check_product_keys(components, report)
     if inspection is not None:
         _check_against_iso(components, inspection, report)
@@ -223,7 +229,7 @@ def _components(root: etree._Element) -> Iterator[tuple[str, etree._Element, str
 
 
 def _check_component(
-    setup_pass: str, component: etree._Element, xpath: str, report: Report, reference: Reference | None
+    setup_pass: str, component: etree._Element, xpath: str, report: Report, reference: Reference
 ) -> None:
     name = component.get("name")
     if not name:
@@ -266,9 +272,8 @@ def _check_component(
             'move the component into <settings pass="windowsPE">',
         )
         return
-    table = reference.component_passes if reference is not None else rules.COMPONENT_PASSES
-    label = "the reference (Component.json)" if reference is not None else "vmforge's component table"
-    passes = table.get(folded)
+    label = "the reference (Component.json)"
+    passes = reference.component_passes.get(folded)
     if passes is None:
         report.warn(xpath, f"component {name} is not in {label}", "check the component name's spelling")
     elif setup_pass not in passes:

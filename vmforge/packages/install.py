@@ -7,7 +7,9 @@ The flow for each package (all preflight checks for *every* package run before t
    or another version (apps) -> "upgraded"; changed files under the same DriverVer are refused
    (Windows would keep the old binary);
 2. copy every file into the staging folder, each proven by a SHA-256 taken in the guest (files
-   already there with the right hash are not copied again);
+   already there with the right hash - staged from the answer media by the bootstrap script,
+   see :mod:`vmforge.media.package_media`, or left by an earlier run - are used as they are;
+   the agent copy is the fallback for anything missing or different);
 3. place the rendered config files at their destinations (same proof);
 4. the OS steps (:mod:`vmforge.packages.steps`): certificate, ``pnputil``, root device node, or
    the app's install commands;
@@ -40,6 +42,7 @@ from vmforge.state import VmDir, VmState
 from vmforge.ui import Reporter
 
 STATE_KEY = "packages"
+WINDOWS_STAGE_ROOT = "C:\\ProgramData\\vmforge\\packages"  # the answer media's packages are staged here too
 FACTS_TIMEOUT = 60.0
 MKDIR_TIMEOUT = 60.0
 
@@ -69,6 +72,9 @@ class PackageOutcome:
     changed: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     reboot_required: bool = False
+    # Files already in the staging folder with the right sha256 (staged from the answer media
+    # at first logon, or left by an earlier run): used as they are, not copied again.
+    already_staged: list[str] = field(default_factory=list)
 
     def to_data(self) -> dict[str, Any]:
         return {
@@ -79,6 +85,7 @@ class PackageOutcome:
             "changed": self.changed,
             "warnings": self.warnings,
             "reboot_required": self.reboot_required,
+            "already_staged": self.already_staged,
         }
 
 
@@ -101,7 +108,7 @@ class Report:
 
 def default_stage_root(guest: Guest) -> str:
     if guest.adapter.family == "windows":
-        return "C:\\ProgramData\\vmforge\\packages"
+        return WINDOWS_STAGE_ROOT
     return "/var/lib/vmforge/packages"
 
 
@@ -247,6 +254,8 @@ def _install_one(item: CheckedPackage, guest: Guest, root: str, vm_dir: VmDir, s
             assert check.sha256 is not None
             if _place(guest, check.local, check.sha256, remote):
                 changed.append(f"copied {check.path} to {remote} (sha256 verified in the guest)")
+            else:
+                outcome.already_staged.append(check.path)
         with tempfile.TemporaryDirectory(prefix="vmforge-config-") as scratch:
             for destination, content in item.configs.items():
                 current = f"place config {destination}"

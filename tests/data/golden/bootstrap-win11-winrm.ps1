@@ -64,8 +64,27 @@ function Remove-AnswerCopies {
     }
 }
 
+# --- Packages from the answer media (vmforge/media/package_media.py) ------------------------
+# Copies the spec's packages to the staging folder the packages step uses; the host copies
+# anything missing or different over the guest agent, so a failure here is only logged.
+function Copy-PackagesFromMedia {
+    $root = Get-MediaRoot 'vmforge\packages\SHA256SUMS'
+    if (-not $root) {
+        Write-Log 'no packages on the answer media'
+        return
+    }
+    try {
+        $output = & (Join-Path $root 'vmforge\stage-packages.ps1') -Source (Join-Path $root 'vmforge\packages') -Destination 'C:\ProgramData\vmforge\packages'
+        Write-Log ('packages staged from the answer media: ' + ($output -join ' '))
+    } catch {
+        Write-Log ('staging packages from the answer media failed (the host will copy them): ' + $_.Exception.Message)
+    }
+}
+# --- end of the packages block ----------------------------------------------------------------
+
 try {
     Send-Phase 'postinstall-start'
+    Copy-PackagesFromMedia
     Install-GuestAgent
     Enable-WinrmListener
     Disable-AutoLogon

@@ -1,6 +1,7 @@
 """Answer media built from real fixture ISOs, read back with xorriso and isoinfo.
 
-(Mounting the answer ISO inside a real Linux kernel is the probe guest's job, in a later issue.)
+The probe guest mounts vmforge-written answer media with a real kernel in test_probe_boot.py
+and test_probe_libvirt.py.
 """
 
 from __future__ import annotations
@@ -198,3 +199,85 @@ def test_answer_render_and_validate_cli(vmforge: Any, tmp_path: Path, win11_iso:
     human = vmforge("answer", "render", "--spec", str(spec))
     assert human.code == 0 and human.stdout.startswith("<?xml")
     assert parse_line("VMFORGE-PHASE pe-start") is not None
+
+
+def _package_spec(tmp: Path, iso: Path, virtio: Path, folder: Path) -> Path:
+    spec = _spec(tmp, iso, virtio)
+    spec.write_text(spec.read_text() + f'[[packages]]\nname = "testidd"\npath = "{folder}"\n')
+    return spec
+
+
+def test_packages_ride_on_the_media_with_their_manifest_hashes(
+    vmforge: Any, tmp_path: Path, win11_iso: Path, virtio_win_iso: Path
+) -> None:
+    from tests.packages_support import write_idd_package
+    from vmforge.packages.manifest import load_manifest
+
+    folder = write_idd_package(tmp_path / "testidd", dll=b"MZ" + bytes(range(256)) * 3000)  # 768 KB
+    spec = _package_spec(tmp_path, win11_iso, virtio_win_iso, folder)
+    out = tmp_path / "answer.iso"
+    result = vmforge("media", "build", "--spec", str(spec), "-o", str(out), "--json")
+    assert result.code == 0, result.stderr
+    files = _xorriso_files(out)
+    assert files == sorted(f"/{name}" for name in result.json()["files"])
+    assert {f for f in files if f.startswith("/vmforge/")} == {
+        "/vmforge/bootstrap.ps1",
+        "/vmforge/stage-packages.ps1",
+        "/vmforge/packages/SHA256SUMS",
+        *(f"/vmforge/packages/testidd/TestIdd.{ext}" for ext in ("inf", "cat", "dll", "cer")),
+    }
+    tree = _extract(out, tmp_path / "x")
+    packages = tree / "vmforge" / "packages"
+    # The real sha256sum accepts the list, and the list holds the manifest's pinned hashes.
+    checked = subprocess.run(
+        ["sha256sum", "--check", "--strict", "SHA256SUMS"],
+        check=False,
+        cwd=packages,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    manifest = load_manifest(folder)
+    sums = dict(reversed(line.split("  ", 1)) for line in (packages / "SHA256SUMS").read_text().splitlines())
+    assert sums == {f"testidd/{f.path}": f.sha256 for f in manifest.files}
+    for entry in manifest.files:
+        assert (packages / "testidd" / entry.path).read_bytes() == (folder / entry.path).read_bytes()
+    # Windows reads Joliet/UDF: the names are there too.
+    joliet = subprocess.run(["isoinfo", "-J", "-f", "-i", str(out)], capture_output=True, text=True, check=True).stdout
+    assert "/vmforge/packages/testidd/TestIdd.dll" in joliet and "/vmforge/stage-packages.ps1" in joliet
+
+
+def test_media_are_rebuilt_when_a_package_file_changes(
+    vmforge: Any, tmp_path: Path, win11_iso: Path, virtio_win_iso: Path
+) -> None:
+    from tests.packages_support import write_idd_package
+
+    folder = write_idd_package(tmp_path / "testidd", pin_hashes=False)
+    spec = _package_spec(tmp_path, win11_iso, virtio_win_iso, folder)
+    first = vmforge("media", "build", "--spec", str(spec), "--json")
+    assert first.code == 0, first.stderr
+    again = vmforge("media", "build", "--spec", str(spec), "--json")
+    assert again.json()["reused"] and again.json()["inputs_sha256"] == first.json()["inputs_sha256"]
+    (folder / "TestIdd.dll").write_bytes(b"MZ test idd v2")
+    changed = vmforge("media", "build", "--spec", str(spec), "--json")
+    assert changed.code == 0, changed.stderr
+    assert not changed.json()["reused"] and changed.json()["inputs_sha256"] != first.json()["inputs_sha256"]
+    rebuilt = _extract(Path(changed.json()["path"]), tmp_path / "x")
+    assert (rebuilt / "vmforge" / "packages" / "testidd" / "TestIdd.dll").read_bytes() == b"MZ test idd v2"
+    assert not Path(first.json()["path"]).exists()
+
+
+def test_a_package_file_that_fails_its_pinned_hash_writes_nothing(
+    vmforge: Any, tmp_path: Path, win11_iso: Path, virtio_win_iso: Path
+) -> None:
+    from tests.packages_support import write_idd_package
+
+    folder = write_idd_package(tmp_path / "testidd")
+    (folder / "TestIdd.dll").write_bytes(b"MZ tampered")
+    spec = _package_spec(tmp_path, win11_iso, virtio_win_iso, folder)
+    out = tmp_path / "answer.iso"
+    result = vmforge("media", "build", "--spec", str(spec), "-o", str(out), "--json")
+    assert result.code == 2, result.stderr
+    assert "TestIdd.dll: sha256" in result.json()["error"]["message"]
+    assert list(tmp_path.rglob("*.iso")) == []
