@@ -224,6 +224,10 @@ def test_packages_ride_on_the_media_with_their_manifest_hashes(
         "/vmforge/bootstrap.ps1",
         "/vmforge/stage-packages.ps1",
         "/vmforge/packages/SHA256SUMS",
+        # the default remote.channels list WinRM: its set-up rides along (docs/remote.md)
+        "/vmforge/winrm-listener.ps1",
+        "/vmforge/winrm.pfx",
+        "/vmforge/winrm-pfx.txt",
         *(f"/vmforge/packages/testidd/TestIdd.{ext}" for ext in ("inf", "cat", "dll", "cer")),
     }
     tree = _extract(out, tmp_path / "x")
