@@ -6,7 +6,10 @@ Everything comes from Debian packages fetched with ``apt-get download`` (no othe
   SATA CD-ROMs).  Only the modules the probe loads go into the initramfs, listed in
   ``/etc/vmforge/modules`` in dependency order, worked out from the ``modules.dep`` that
   busybox's depmod writes for the unpacked kernel.
-- ``busybox-static`` for init, sh and every tool; ``qemu-guest-agent``'s ``qemu-ga`` plus the
+  The kernel is stored as the uncompressed ELF ``vmlinux`` (PVH entry, :mod:`vmforge.probe.kernel`)
+  when it has the PVH note, which spares TCG guests the in-guest XZ decompression.
+- ``busybox-static`` for init, sh and every tool (``acpid`` turns the ACPI power button into a
+  clean power-off, so ``vmforge stop`` / ``virsh shutdown`` work); ``qemu-guest-agent``'s ``qemu-ga`` plus the
   shared libraries ``ldd`` lists (taken from the host, whose library packages are part of the
   cache key).
 - templates/probe/: the init scripts and the report script (real shell files for busybox sh).
@@ -41,11 +44,12 @@ from vmforge.hashing import sha256_file as _sha256
 from vmforge.ivshmem.guest_peer import build_guest_peer
 from vmforge.logs import get_logger
 from vmforge.probe import cpio
+from vmforge.probe.kernel import pvh_vmlinux
 from vmforge.resources import DataFolder, data_dir
 
 log = get_logger("probe.image")
 
-FORMAT = 1  # bump when the image layout changes without a package or script change
+FORMAT = 2  # bump when the image layout changes without a package or script change
 KERNEL_META = "linux-image-amd64"
 BUSYBOX = "busybox-static"
 AGENT = "qemu-guest-agent"
@@ -63,6 +67,8 @@ MODULES = (
     "udf",
     "crc32c_generic",
     "ext4",
+    "button",  # the ACPI power button as an input device (acpid: shutdown requests)
+    "evdev",  # /dev/input/event* for acpid
 )
 INIT_FILES = {  # templates/probe/<name> -> path in the initramfs, mode
     "inittab": ("etc/inittab", 0o644),
@@ -72,6 +78,7 @@ INIT_FILES = {  # templates/probe/<name> -> path in the initramfs, mode
     "vmforge-phase": ("usr/bin/vmforge-phase", 0o755),
     "os-release": ("etc/os-release", 0o644),
     "vmforge-probe-report": ("usr/bin/vmforge-probe-report", 0o755),
+    "power-button": ("etc/acpi/PWRF/00000080", 0o755),  # busybox acpid's action for the power button
 }
 PEER_PATH = "usr/bin/vmforge-ivshmem-peer"
 # panic=-1: a kernel panic reboots at once (QEMU with -no-reboot then exits) instead of hanging.
@@ -315,9 +322,14 @@ def _build(inputs: dict[str, Any], work: Path, out: Path) -> dict[str, Any]:
         add(cpio.regular(str(library).lstrip("/"), library.resolve().read_bytes(), 0o755))
 
     out.mkdir()
-    kernel = out / "vmlinuz"
+    vmlinux = pvh_vmlinux(vmlinuz[0].read_bytes())
+    kernel = out / ("vmlinux" if vmlinux is not None else "vmlinuz")
     initrd = out / "initrd.img"
-    shutil.copyfile(vmlinuz[0], kernel)
+    if vmlinux is not None:
+        kernel.write_bytes(vmlinux)
+    else:
+        log.info("kernel %s has no PVH entry: the probe boots the bzImage (slower under TCG)", release)
+        shutil.copyfile(vmlinuz[0], kernel)
     cpio.write_initramfs(initrd, _entries_for_tree(entries))
     return {
         "key": out.name,
@@ -325,7 +337,8 @@ def _build(inputs: dict[str, Any], work: Path, out: Path) -> dict[str, Any]:
         "kernel_release": release,
         "modules": order,
         "libraries": [str(p) for p in libraries],
-        "files": {"vmlinuz": _sha256(kernel), "initrd.img": _sha256(initrd)},
+        "kernel": kernel.name,
+        "files": {kernel.name: _sha256(kernel), "initrd.img": _sha256(initrd)},
     }
 
 
@@ -339,7 +352,8 @@ def _load(entry: Path) -> ProbeImage | None:
             return None
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return ProbeImage(manifest["key"], entry / "vmlinuz", entry / "initrd.img", CMDLINE, manifest)
+    kernel = entry / manifest.get("kernel", "vmlinuz")
+    return ProbeImage(manifest["key"], kernel, entry / "initrd.img", CMDLINE, manifest)
 
 
 @contextlib.contextmanager
