@@ -107,13 +107,14 @@ class AgentTransport(GuestTransport):
         deadline = self._clock() + timeout
         pid = self._cmd("guest-exec", arguments)["pid"]
         delays = backoff(self._rng, initial=0.02, maximum=self._max_poll)
-        lost: GuestUnreachable | None = None
+        lost: GuestError | None = None
         while True:
             try:
                 status = self._cmd("guest-exec-status", {"pid": pid})
-            except GuestUnreachable as exc:
-                # The wire went away (libvirtd restarted, a socket reset) while the program runs
-                # on in the guest: reconnect and ask again until the deadline.
+            except (GuestUnreachable, GuestTimeout) as exc:
+                # The wire went away (libvirtd restarted, a socket reset) or one poll was not
+                # answered (libvirt reconnecting to the agent) while the program runs on in the
+                # guest: reconnect and ask again until the deadline.
                 lost = exc
                 self.channel.reset()
                 status = {}
