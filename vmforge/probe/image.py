@@ -49,7 +49,7 @@ from vmforge.resources import DataFolder, data_dir
 
 log = get_logger("probe.image")
 
-FORMAT = 2  # bump when the image layout changes without a package or script change
+FORMAT = 3  # bump when the image layout changes without a package or script change
 KERNEL_META = "linux-image-amd64"
 BUSYBOX = "busybox-static"
 AGENT = "qemu-guest-agent"
@@ -89,10 +89,15 @@ COMMAND_TIMEOUT = 600
 @dataclass(frozen=True)
 class ProbeImage:
     key: str
-    kernel: Path
+    kernel: Path  # what the probe boots: vmlinux (PVH) when the kernel has the entry, else the bzImage
     initrd: Path
     cmdline: str
     manifest: dict[str, Any]
+
+    @property
+    def bzimage(self) -> Path:
+        """Debian's compressed kernel as shipped (the bench's baseline)."""
+        return self.kernel.with_name("vmlinuz")
 
     def cmdline_with(self, *extra: str) -> str:
         return " ".join((self.cmdline, *extra))
@@ -323,13 +328,14 @@ def _build(inputs: dict[str, Any], work: Path, out: Path) -> dict[str, Any]:
 
     out.mkdir()
     vmlinux = pvh_vmlinux(vmlinuz[0].read_bytes())
-    kernel = out / ("vmlinux" if vmlinux is not None else "vmlinuz")
+    bzimage = out / "vmlinuz"  # kept also with PVH: the bench boots it as the baseline
+    kernel = out / "vmlinux" if vmlinux is not None else bzimage
     initrd = out / "initrd.img"
+    shutil.copyfile(vmlinuz[0], bzimage)
     if vmlinux is not None:
         kernel.write_bytes(vmlinux)
     else:
         log.info("kernel %s has no PVH entry: the probe boots the bzImage (slower under TCG)", release)
-        shutil.copyfile(vmlinuz[0], kernel)
     cpio.write_initramfs(initrd, _entries_for_tree(entries))
     return {
         "key": out.name,
@@ -338,7 +344,7 @@ def _build(inputs: dict[str, Any], work: Path, out: Path) -> dict[str, Any]:
         "modules": order,
         "libraries": [str(p) for p in libraries],
         "kernel": kernel.name,
-        "files": {kernel.name: _sha256(kernel), "initrd.img": _sha256(initrd)},
+        "files": {name: _sha256(out / name) for name in sorted({kernel.name, bzimage.name, initrd.name})},
     }
 
 
