@@ -5,7 +5,7 @@ libvirtd restarts, and the ACPI power button.
 The VM is booted once per module the way a user would: a vmforge VM's state folder as
 ``vmforge create`` records it (its spec in state.json), then ``vmforge probe NAME --keep``
 (the real CLI), which boots ``NAME-probe`` from vmforge's own domain XML and leaves it running.
-The tests run in file order (the power-button test last: it switches the VM off); the module's
+The tests run in file order (the shutdown tests last: they switch the VM off); the module's
 teardown removes the probe domain with the domains module's destroy logic and checks it is gone.
 """
 
@@ -189,3 +189,22 @@ def test_acpi_power_button_powers_the_probe_off(kept: Kept) -> None:
     # spec timeouts.shutdown defaults to 5 minutes: the guest powered itself off long before.
     assert elapsed < 150
     os.write(2, f"\nprobe powered off {elapsed:.1f}s after the ACPI power button\n".encode())
+
+
+def test_vmforge_stop_shuts_the_probe_down_cleanly(kept: Kept, vmforge: Any) -> None:
+    """'vmforge stop' asks the agent first (qemu-ga's guest-shutdown runs the probe's
+    /sbin/shutdown), then the ACPI button; either way the guest must go down by itself."""
+    conn = connect(URI)
+    try:
+        dom = conn.lookupByName(kept.probe)
+        if not dom.isActive():  # switched off by the power-button test
+            dom.create()
+    finally:
+        conn.close()
+    kept.transport().wait_ready(time.monotonic() + 240)
+    started = time.monotonic()
+    result = vmforge("stop", kept.probe, "--connect", URI, "--timeout", "150", timeout=240)
+    elapsed = time.monotonic() - started
+    assert result.code == 0, result.stderr
+    assert result.stdout.strip() == f"{kept.probe} stopped (shutdown)", (result.stdout, elapsed)
+    os.write(2, f"\nvmforge stop: probe shut down cleanly in {elapsed:.1f}s\n".encode())

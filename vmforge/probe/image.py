@@ -79,6 +79,7 @@ INIT_FILES = {  # templates/probe/<name> -> path in the initramfs, mode
     "os-release": ("etc/os-release", 0o644),
     "vmforge-probe-report": ("usr/bin/vmforge-probe-report", 0o755),
     "power-button": ("etc/acpi/PWRF/00000080", 0o755),  # busybox acpid's action for the power button
+    "shutdown": ("sbin/shutdown", 0o755),  # what qemu-ga's guest-shutdown runs (busybox has none)
 }
 PEER_PATH = "usr/bin/vmforge-ivshmem-peer"
 # panic=-1: a kernel panic reboots at once (QEMU with -no-reboot then exits) instead of hanging.
