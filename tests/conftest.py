@@ -40,7 +40,7 @@ class Result:
         return json.loads(self.stdout)
 
 
-def run_vmforge(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> Result:
+def run_vmforge(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120) -> Result:
     """Run the real CLI in a fresh process (exit codes, stdout/stderr exactly as users see them)."""
     full_env = dict(os.environ)
     full_env["PYTHONPATH"] = str(REPO)
@@ -51,7 +51,7 @@ def run_vmforge(*args: str, cwd: Path | None = None, env: dict[str, str] | None 
         text=True,
         cwd=cwd,
         env=full_env,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)

@@ -167,11 +167,11 @@ def test_remote_host_skips_local_checks(tmp_path: Path) -> None:
         assert report.get(check).status is Status.SKIP, check
 
 
-def test_boot_test_uses_the_image_source(tmp_path: Path) -> None:
+def test_boot_test_uses_the_booter_source(tmp_path: Path) -> None:
     fakehost.base(tmp_path)
     fakesysfs.build(tmp_path, [])
     report = run_doctor(
-        spec(), root=tmp_path, connector=recorded, boot_test=True, image_source=lambda: (None, "no builder here")
+        spec(), root=tmp_path, connector=recorded, boot_test=True, booter_source=lambda _spec: (None, "no builder here")
     )
     result = report.get("kvm.boot")
     assert result.status is Status.SKIP and result.summary == "no probe image to boot: no builder here"

@@ -106,3 +106,18 @@ def test_report_lines_parse_and_an_unknown_line_is_refused() -> None:
         parse_report("surprise 1\n")
     with pytest.raises(VmforgeError, match="unreadable line 2"):
         parse_report("cpus 1\ncpus many\n")
+
+
+def test_tpm_plans_boot_the_bzimage_and_the_others_the_pvh_vmlinux(tmp_path: Path) -> None:
+    from vmforge.probe.image import ProbeImage
+    from vmforge.probe.run import boot_kernel, stage_image
+
+    image = ProbeImage("k", tmp_path / "vmlinux", tmp_path / "initrd.img", "console=ttyS0", {})
+    with_tpm = plan_for({**WINDOWS_11, "vm": {**WINDOWS_11["vm"], "connect": "qemu:///session"}})
+    without = plan_for({"os": "probe", "vm": {"name": "p", "virt_type": "qemu", "connect": "qemu:///session"}})
+    assert with_tpm.tpm and not without.tpm
+    assert boot_kernel(image, with_tpm) == tmp_path / "vmlinuz"
+    assert boot_kernel(image, without) == tmp_path / "vmlinux"
+    # qemu:///session reads the cache in place: the chosen kernel goes straight into the plan.
+    assert stage_image(image, with_tpm).kernel == tmp_path / "vmlinuz"
+    assert stage_image(image, without).kernel == tmp_path / "vmlinux"

@@ -11,11 +11,10 @@ from vmforge.cli.common import echo, json_option, print_json, spec_options
 from vmforge.create.pipeline import Create, CreateOptions, PlanChanged
 from vmforge.errors import UsageError
 from vmforge.libvirt_conn import connect
+from vmforge.probe.specs import BUILTIN_SPECS
 from vmforge.spec import Overrides, load_spec
 from vmforge.state import VmDir
 from vmforge.ui import Reporter
-
-BUILTIN_SPECS = {"probe-demo": Path(__file__).resolve().parent.parent / "probe" / "demo-spec.toml"}
 
 
 @click.command("create")

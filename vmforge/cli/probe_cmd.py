@@ -12,15 +12,20 @@ from vmforge.errors import UsageError
 from vmforge.libvirt_conn import connect
 from vmforge.probe.image import ensure_probe_image
 from vmforge.probe.run import run_probe
+from vmforge.probe.specs import BUILTIN_SPECS, recorded_spec
 from vmforge.spec import Overrides, load_spec
 from vmforge.ui import Reporter
-
-BUILTIN_SPECS = {"demo": Path(__file__).resolve().parent.parent / "probe" / "demo-spec.toml"}
 
 
 @click.command("probe")
 @click.argument("name", required=False)
 @spec_options
+@click.option(
+    "--builtin",
+    type=click.Choice(sorted(BUILTIN_SPECS)),
+    default=None,
+    help="Use a built-in spec (the same ones as 'vmforge create --builtin').",
+)
 @click.option(
     "--answer-iso",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
@@ -33,21 +38,30 @@ def probe(  # noqa: PLR0917 - click passes the options
     name: str | None,
     spec_path: Path | None,
     sets: tuple[str, ...],
+    builtin: str | None,
     answer_iso: Path | None,
     keep: bool,
     as_json: bool,
 ) -> None:
     """Boot a tiny Linux guest with the hardware the spec's plan gives (direct kernel boot, BIOS)
     and report what it sees: PCI devices, memory, CPUs, files on each CD, the ivshmem round
-    trip, boot-to-agent time.  NAME picks a built-in spec (demo) instead of --spec.  The probe
-    domain and everything made for it are removed afterwards, also on errors and Ctrl-C."""
+    trip, boot-to-agent time.  NAME probes an existing vmforge VM with the spec it was created
+    with (and its built answer media); otherwise --spec FILE or --builtin.  The probe is its own
+    domain (NAME-probe): the VM itself is not touched.  The probe domain and everything made for
+    it are removed afterwards, also on errors and Ctrl-C."""
+    given = [label for label, value in (("NAME", name), ("--spec", spec_path), ("--builtin", builtin)) if value]
+    if len(given) > 1:
+        raise UsageError(
+            f"give one of NAME, --spec and --builtin, not {' and '.join(given)}",
+            hint="vmforge probe NAME | vmforge probe --spec F | vmforge probe --builtin probe-demo",
+        )
     if name is not None:
-        if spec_path is not None:
-            raise UsageError("give either NAME or --spec, not both", hint="vmforge probe demo | vmforge probe --spec F")
-        if name not in BUILTIN_SPECS:
-            raise UsageError(f"no built-in probe spec {name!r}", hint=f"built-in: {', '.join(BUILTIN_SPECS)}")
-        spec_path = BUILTIN_SPECS[name]
-    spec, _source = load_spec(spec_path, Overrides(sets))
+        spec, state = recorded_spec(name, Overrides(sets))
+        recorded_answer = state.extra.get("answer_iso")
+        if answer_iso is None and isinstance(recorded_answer, str) and Path(recorded_answer).is_file():
+            answer_iso = Path(recorded_answer)
+    else:
+        spec, _source = load_spec(BUILTIN_SPECS[builtin] if builtin else spec_path, Overrides(sets))
     reporter = Reporter()
     with reporter.step("Building or reusing the probe image"):
         image = ensure_probe_image()

@@ -70,7 +70,7 @@ WINDOWS_ONLY = "Windows only (os = 'probe')"
 
 
 # state.json "extra" entries the pipeline itself owns; every other entry belongs to a library hook.
-PIPELINE_EXTRA = frozenset({"plan", "os", "last_failure", "phases", "phase", "answer_iso"})
+PIPELINE_EXTRA = frozenset({"plan", "os", "spec", "last_failure", "phases", "phase", "answer_iso"})
 
 
 class PlanChanged(UsageError):
@@ -241,6 +241,7 @@ class Create:
         self.state.spec_hash = plan.spec_hash
         self.state.extra["plan"] = new_data
         self.state.extra["os"] = self.spec.os.value
+        self.state.extra["spec"] = self.spec.to_data()  # secrets masked; 'vmforge probe NAME' reads it
         self.vm_dir.save(self.state)
 
     def _run_step(self, step: str) -> StepReport:

@@ -20,7 +20,7 @@ from vmforge.doctor import checks_ivshmem as ivshmem
 from vmforge.doctor import checks_kvm as kvm
 from vmforge.doctor import checks_libvirt as lv
 from vmforge.doctor import checks_media as media
-from vmforge.doctor.boottest import BootImage, check_boot, probe_image
+from vmforge.doctor.boottest import Booter, check_boot, probe_booter
 from vmforge.doctor.checks_storage import check_storage
 from vmforge.doctor.hostfs import HostFs, Identity
 from vmforge.doctor.model import CheckResult, Report, failed, passed, skipped, warned
@@ -35,7 +35,7 @@ from vmforge.ui import Reporter
 REMOTE = "the libvirt host is remote (vm.connect): its /sys, /dev and /etc are not visible from here"
 NO_LIBVIRT = "libvirt is not reachable (see libvirt.reachable)"
 NO_PLAN = "the spec does not resolve (see spec.plan)"
-ImageSource = Callable[[], tuple[BootImage | None, str]]
+BooterSource = Callable[[Spec], tuple[Booter | None, str]]
 
 
 def resolve_for_doctor(spec: Spec) -> tuple[CheckResult, Plan | None]:
@@ -93,7 +93,7 @@ def run_doctor(
     root: Path = Path("/"),
     connector: Callable[[str], Any] = connect,
     boot_test: bool = False,
-    image_source: ImageSource = probe_image,
+    booter_source: BooterSource = probe_booter,
     reporter: Reporter | None = None,
 ) -> Report:
     """Every check for ``spec`` against the host below ``root`` (``/`` on a real host)."""
@@ -112,8 +112,8 @@ def run_doctor(
     else:
         reporter = reporter or Reporter(quiet=True)
         with reporter.step(f"Boot test: booting the probe guest ({spec.vm.virt_type.value})"):
-            image, why = image_source()
-            results.append(check_boot(image, spec.vm.virt_type, unavailable=why))
+            booter, why = booter_source(spec)
+            results.append(check_boot(booter, spec.vm.virt_type, unavailable=why))
     return Report.of(results)
 
 

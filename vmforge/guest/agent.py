@@ -105,14 +105,32 @@ class AgentTransport(GuestTransport):
         deadline = self._clock() + timeout
         pid = self._cmd("guest-exec", arguments)["pid"]
         delays = backoff(self._rng, initial=0.02, maximum=self._max_poll)
+        lost: GuestError | None = None
         while True:
-            status = self._cmd("guest-exec-status", {"pid": pid})
+            try:
+                status = self._cmd("guest-exec-status", {"pid": pid})
+            except (GuestUnreachable, GuestTimeout) as exc:
+                # The wire went away (libvirtd restarted, a socket reset) or one poll was not
+                # answered (libvirt reconnecting to the agent) while the program runs on in the
+                # guest: reconnect and ask again until the deadline.
+                lost = exc
+                self.channel.reset()
+                status = {}
+            except GuestCommandError:
+                if lost is not None:  # the agent forgets a pid once it reported its exit
+                    raise GuestError(
+                        f"{argv[0]} (pid {pid}) ran in the guest, but its exit status was lost while the "
+                        f"connection was down ({lost.message})",
+                        hint="the command may have finished; check its effect in the guest before re-running it",
+                    ) from None
+                raise
             if status.get("exited"):
                 break
             remaining = deadline - self._clock()
             if remaining <= 0:
+                reason = f"; the connection was lost: {lost.message}" if lost is not None else ""
                 raise GuestTimeout(
-                    f"{argv[0]} did not finish within {timeout:g}s in the guest (pid {pid}, {self.name})",
+                    f"{argv[0]} did not finish within {timeout:g}s in the guest (pid {pid}, {self.name}){reason}",
                     hint="it may still be running there; raise the timeout if it needs longer",
                 )
             self._sleep(min(next(delays), remaining))

@@ -16,7 +16,7 @@ from typing import Any
 
 import libvirt
 
-from vmforge.libvirt_conn import libvirt_errors
+from vmforge.libvirt_conn import connect, libvirt_errors
 from vmforge.logs import get_logger
 from vmforge.media.phases import PhaseEvent, PhaseReader
 
@@ -31,6 +31,7 @@ class ConsoleFollower:
         self.raw = bytearray()  # everything read, for diagnostics
         self._conn = conn
         self._dom = dom
+        self._own: Any = None  # the console's own connection (see start)
         self._stream: Any = None
         self._stop = threading.Event()
         self._changed = threading.Condition()
@@ -38,11 +39,16 @@ class ConsoleFollower:
         self.error: str | None = None
 
     def start(self) -> None:
-        with libvirt_errors(f"opening the console of domain {self._dom.name()}"):
+        name = self._dom.name()
+        with libvirt_errors(f"opening the console of domain {name}"):
             # Blocking: a remote-driver client only reads the socket while a call waits on it (no
-            # event loop here), so a non-blocking recv would never see data arrive.
-            self._stream = self._conn.newStream(0)
-            self._dom.openConsole(None, self._stream, libvirt.VIR_DOMAIN_CONSOLE_FORCE)
+            # event loop here), so a non-blocking recv would never see data arrive.  A blocked
+            # recv holds its connection (even virStreamAbort waits until data comes), so the
+            # stream gets a connection of its own: the caller's stays free for destroy & co.
+            self._own = connect(self._conn.getURI())
+            dom = self._own.lookupByName(name)
+            self._stream = self._own.newStream(0)
+            dom.openConsole(None, self._stream, libvirt.VIR_DOMAIN_CONSOLE_FORCE)
         self._thread = threading.Thread(target=self._pump, name="vmforge-console", daemon=True)
         self._thread.start()
 
@@ -78,12 +84,25 @@ class ConsoleFollower:
                 self._changed.wait(min(remaining, 0.5))
 
     def stop(self) -> None:
+        """Never blocks for long: on a silent console (a guest that hangs before printing) the
+        abort waits inside libvirt until the domain stops, so it runs in a daemon thread that
+        finishes once the caller destroys the domain (or with the process)."""
         self._stop.set()
+        closer = threading.Thread(target=self._close_stream, name="vmforge-console-close", daemon=True)
+        closer.start()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        closer.join(timeout=1)
+
+    def _close_stream(self) -> None:
         if self._stream is not None:
             with contextlib.suppress(libvirt.libvirtError):
                 self._stream.abort()  # wakes the blocked recv
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join()
+        if self._own is not None:
+            with contextlib.suppress(libvirt.libvirtError):
+                self._own.close()
 
 
 @contextlib.contextmanager

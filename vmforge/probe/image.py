@@ -6,7 +6,10 @@ Everything comes from Debian packages fetched with ``apt-get download`` (no othe
   SATA CD-ROMs).  Only the modules the probe loads go into the initramfs, listed in
   ``/etc/vmforge/modules`` in dependency order, worked out from the ``modules.dep`` that
   busybox's depmod writes for the unpacked kernel.
-- ``busybox-static`` for init, sh and every tool; ``qemu-guest-agent``'s ``qemu-ga`` plus the
+  The kernel is stored as the uncompressed ELF ``vmlinux`` (PVH entry, :mod:`vmforge.probe.kernel`)
+  when it has the PVH note, which spares TCG guests the in-guest XZ decompression.
+- ``busybox-static`` for init, sh and every tool (``acpid`` turns the ACPI power button into a
+  clean power-off, so ``vmforge stop`` / ``virsh shutdown`` work); ``qemu-guest-agent``'s ``qemu-ga`` plus the
   shared libraries ``ldd`` lists (taken from the host, whose library packages are part of the
   cache key).
 - templates/probe/: the init scripts and the report script (real shell files for busybox sh).
@@ -41,11 +44,12 @@ from vmforge.hashing import sha256_file as _sha256
 from vmforge.ivshmem.guest_peer import build_guest_peer
 from vmforge.logs import get_logger
 from vmforge.probe import cpio
+from vmforge.probe.kernel import pvh_vmlinux
 from vmforge.resources import DataFolder, data_dir
 
 log = get_logger("probe.image")
 
-FORMAT = 1  # bump when the image layout changes without a package or script change
+FORMAT = 3  # bump when the image layout changes without a package or script change
 KERNEL_META = "linux-image-amd64"
 BUSYBOX = "busybox-static"
 AGENT = "qemu-guest-agent"
@@ -67,6 +71,8 @@ MODULES = (
     # kernel has no CONFIG_VFIO_NOIOMMU, so these work only with an IOMMU (intel_iommu=on).
     "vfio_iommu_type1",
     "vfio_pci",
+    "button",  # the ACPI power button as an input device (acpid: shutdown requests)
+    "evdev",  # /dev/input/event* for acpid
 )
 INIT_FILES = {  # templates/probe/<name> -> path in the initramfs, mode
     "inittab": ("etc/inittab", 0o644),
@@ -76,6 +82,8 @@ INIT_FILES = {  # templates/probe/<name> -> path in the initramfs, mode
     "vmforge-phase": ("usr/bin/vmforge-phase", 0o755),
     "os-release": ("etc/os-release", 0o644),
     "vmforge-probe-report": ("usr/bin/vmforge-probe-report", 0o755),
+    "power-button": ("etc/acpi/PWRF/00000080", 0o755),  # busybox acpid's action for the power button
+    "shutdown": ("sbin/shutdown", 0o755),  # what qemu-ga's guest-shutdown runs (busybox has none)
 }
 PEER_PATH = "usr/bin/vmforge-ivshmem-peer"
 # panic=-1: a kernel panic reboots at once (QEMU with -no-reboot then exits) instead of hanging.
@@ -86,10 +94,15 @@ COMMAND_TIMEOUT = 600
 @dataclass(frozen=True)
 class ProbeImage:
     key: str
-    kernel: Path
+    kernel: Path  # what the probe boots: vmlinux (PVH) when the kernel has the entry, else the bzImage
     initrd: Path
     cmdline: str
     manifest: dict[str, Any]
+
+    @property
+    def bzimage(self) -> Path:
+        """Debian's compressed kernel as shipped (the bench's baseline)."""
+        return self.kernel.with_name("vmlinuz")
 
     def cmdline_with(self, *extra: str) -> str:
         return " ".join((self.cmdline, *extra))
@@ -319,9 +332,15 @@ def _build(inputs: dict[str, Any], work: Path, out: Path) -> dict[str, Any]:
         add(cpio.regular(str(library).lstrip("/"), library.resolve().read_bytes(), 0o755))
 
     out.mkdir()
-    kernel = out / "vmlinuz"
+    vmlinux = pvh_vmlinux(vmlinuz[0].read_bytes())
+    bzimage = out / "vmlinuz"  # kept also with PVH: the bench boots it as the baseline
+    kernel = out / "vmlinux" if vmlinux is not None else bzimage
     initrd = out / "initrd.img"
-    shutil.copyfile(vmlinuz[0], kernel)
+    shutil.copyfile(vmlinuz[0], bzimage)
+    if vmlinux is not None:
+        kernel.write_bytes(vmlinux)
+    else:
+        log.info("kernel %s has no PVH entry: the probe boots the bzImage (slower under TCG)", release)
     cpio.write_initramfs(initrd, _entries_for_tree(entries))
     return {
         "key": out.name,
@@ -329,7 +348,8 @@ def _build(inputs: dict[str, Any], work: Path, out: Path) -> dict[str, Any]:
         "kernel_release": release,
         "modules": order,
         "libraries": [str(p) for p in libraries],
-        "files": {"vmlinuz": _sha256(kernel), "initrd.img": _sha256(initrd)},
+        "kernel": kernel.name,
+        "files": {name: _sha256(out / name) for name in sorted({kernel.name, bzimage.name, initrd.name})},
     }
 
 
@@ -343,7 +363,8 @@ def _load(entry: Path) -> ProbeImage | None:
             return None
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return ProbeImage(manifest["key"], entry / "vmlinuz", entry / "initrd.img", CMDLINE, manifest)
+    kernel = entry / manifest.get("kernel", "vmlinuz")
+    return ProbeImage(manifest["key"], kernel, entry / "initrd.img", CMDLINE, manifest)
 
 
 @contextlib.contextmanager

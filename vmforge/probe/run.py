@@ -54,6 +54,14 @@ class Timeouts:
     ivshmem_peer: float = 60.0
 
 
+def boot_kernel(image: ProbeImage, plan: Plan) -> Path:
+    """The kernel file to boot for ``plan``: the PVH vmlinux, except with a TPM.  QEMU 7.2's PVH
+    entry with a ``tpm-crb`` device leaves every device behind a PCIe root port inaccessible to
+    Linux 6.1 ("Unable to change power state from D3cold to D0": no agent port, no disk), which
+    the bzImage path does not; reproduced with plain QEMU, so TPM plans boot the bzImage."""
+    return image.bzimage if plan.tpm else image.kernel
+
+
 def stage_image(image: ProbeImage, plan: Plan, stage_root: Path = SYSTEM_STAGE_DIR) -> DirectBoot:
     """Kernel and initramfs where the hypervisor can read them: on qemu:///system QEMU runs as
     libvirt-qemu and cannot traverse a private cache (/root/.cache), so they are copied to
@@ -63,21 +71,22 @@ def stage_image(image: ProbeImage, plan: Plan, stage_root: Path = SYSTEM_STAGE_D
             f"vm.connect = '{plan.connect}': the probe boots a kernel file, which must be on the libvirt host",
             hint="run vmforge probe on the VM's host (qemu:///system)",
         )
+    kernel = boot_kernel(image, plan)
     if not plan.system_uri:
-        return DirectBoot(image.kernel, image.initrd, image.cmdline)
+        return DirectBoot(kernel, image.initrd, image.cmdline)
     folder = stage_root / image.key
     folder.mkdir(parents=True, exist_ok=True)
     for path in (stage_root, folder):  # vmforge's own folders; the ones above are checked, not changed
         path.chmod(0o755)
     check_qemu_can_reach(folder)
-    for source in (image.kernel, image.initrd):
+    for source in (kernel, image.initrd):
         target = folder / source.name
         if not target.is_file() or _sha256(target) != image.manifest["files"][source.name]:
             partial = folder / f".{source.name}.partial"
             shutil.copyfile(source, partial)
             partial.chmod(0o644)
             partial.replace(target)
-    return DirectBoot(folder / image.kernel.name, folder / image.initrd.name, image.cmdline)
+    return DirectBoot(folder / kernel.name, folder / image.initrd.name, image.cmdline)
 
 
 @contextlib.contextmanager

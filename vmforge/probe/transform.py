@@ -33,14 +33,15 @@ TCG_CPU = "qemu64"
 MAX_NAME = 63
 
 
-def probe_name(name: str) -> str:
+def probe_name(name: str, suffix: str = SUFFIX) -> str:
     """The probe domain's name for VM ``name`` (still a valid VM name)."""
-    return name[: MAX_NAME - len(SUFFIX)] + SUFFIX
+    return name[: MAX_NAME - len(suffix)] + suffix
 
 
-def probe_plan(plan: Plan, boot: DirectBoot, answer_iso: Path | None = None) -> Plan:
-    """``plan`` as the probe boots it (see the module doc for every change)."""
-    name = probe_name(plan.name)
+def probe_plan(plan: Plan, boot: DirectBoot, answer_iso: Path | None = None, *, suffix: str = SUFFIX) -> Plan:
+    """``plan`` as the probe boots it (see the module doc for every change); ``suffix`` names
+    the probe's own objects (``-probe``; the doctor's boot test uses ``-boot-test``)."""
+    name = probe_name(plan.name, suffix)
     vm_dir = plan.vm_dir.parent / name
     ivshmem = plan.ivshmem
     if ivshmem is not None:
