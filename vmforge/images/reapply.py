@@ -44,10 +44,10 @@ def _packages(spec: Spec) -> list[Package]:
 
 
 def guards_skip_reason(plan: Plan, guest: Guest) -> str | None:
-    if plan.guards is None:
-        return "no guard profile (guards.profile = 'none')"
     if guest.adapter.family != "windows":
         return f"{GUARDS_WINDOWS_ONLY}; this guest is {guest.adapter.family}"
+    if plan.guards is None:
+        return "no guard profile (guards.profile = 'none')"
     return None
 
 
