@@ -191,7 +191,7 @@ def test_build_cache_clone_drift_reprovision_prune(
         assert made.code == 0, made.stderr
         report = made.json()
         assert report["base_unchanged"] and report["identity"]
-        assert [o["action"] for o in report["reapplied"]["packages"]["outcomes"]] == ["installed"]
+        assert [o["action"] for o in report["reapplied"]["packages"]["packages"]] == ["installed"]
         assert report["reapplied"]["guards"]["skipped"].startswith(GUARDS_WINDOWS_ONLY)
         guest = agent_session(SYSTEM_URI, name)()
         assert "vmforge golden probe image" in (read_probe_file(guest, GOLDEN_FILE) or "")  # the base's content
@@ -240,7 +240,7 @@ def test_build_cache_clone_drift_reprovision_prune(
     assert fixed.code == 0, fixed.stderr
     back = fixed.json()
     assert back["from"] == "snapshot" and back["snapshot"] == "good" and back["restarted"]
-    assert [o["action"] for o in back["reapplied"]["packages"]["outcomes"]] == ["already installed"]
+    assert [o["action"] for o in back["reapplied"]["packages"]["packages"]] == ["already installed"]
     assert_repaired(agent_session(SYSTEM_URI, first)(), first, identities[first])
     assert cli("reprovision", first, "--check", "--spec", str(clone_spec), "--json").code == 0
 
@@ -254,7 +254,7 @@ def test_build_cache_clone_drift_reprovision_prune(
     assert again_cloned.code == 0, again_cloned.stderr
     redone = again_cloned.json()
     assert redone["from"] == "image" and redone["image"] == image.id and redone["restarted"]
-    assert [o["action"] for o in redone["reapplied"]["packages"]["outcomes"]] == ["installed"]
+    assert [o["action"] for o in redone["reapplied"]["packages"]["packages"]] == ["installed"]
     assert_repaired(agent_session(SYSTEM_URI, second)(), second, None)
     assert redone["clone"]["identity"] != identities[second]  # a new clone, a new identity
 
