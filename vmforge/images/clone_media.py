@@ -33,9 +33,9 @@ from vmforge.images.specialize import WindowsSpecialization
 from vmforge.images.vmfiles import add_owned_volumes, drop_owned_volumes, owned_domain
 from vmforge.libvirt_conn import libvirt_errors
 from vmforge.logs import register_secret
-from vmforge.media.answer_iso import write_answer_media
+from vmforge.media.answer_iso import DEFAULT_EPOCH, build_answer_iso, inputs_digest
 from vmforge.ownership import VolumeRef
-from vmforge.state import VmDir, VmState
+from vmforge.state import VmDir, VmState, write_atomic
 from vmforge.storage import lookup_volume, pool_path, upload_volume
 
 ROLE = "specialize"  # the CD-ROM's serial: how vmforge finds its drive again
@@ -62,12 +62,15 @@ def media_files(special: WindowsSpecialization, pfx_password: str) -> dict[str, 
 
 
 def write_clone_media(vm_dir: VmDir, special: WindowsSpecialization) -> Path:
-    """The clone media as a 0600 ISO in the clone's ``media/`` folder."""
+    """The clone media as an ISO in the clone's ``media/`` folder, created with mode 0600 (it
+    never exists with a wider mode) and written atomically."""
     pfx_password = secrets.token_urlsafe(24)
     register_secret(pfx_password)
+    files = media_files(special, pfx_password)
     vm_dir.ensure()
-    media = write_answer_media(vm_dir.media, media_files(special, pfx_password), name=MEDIA_NAME, mode=0o600)
-    return media.path
+    path = vm_dir.media / f"{MEDIA_NAME}-{inputs_digest(files, DEFAULT_EPOCH)[:16]}.iso"
+    write_atomic(path, build_answer_iso(files), 0o600)
+    return path
 
 
 def _free_sata_target(root: Any) -> str:

@@ -87,4 +87,3 @@ def remove_state(path: Path) -> None:
         shutil.rmtree(path)
     else:
         path.unlink(missing_ok=True)
-

@@ -124,25 +124,24 @@ def build_answer_iso(files: Mapping[str, bytes], epoch: int = DEFAULT_EPOCH) -> 
     return out.getvalue()
 
 
-def write_answer_iso(path: Path, files: Mapping[str, bytes], epoch: int = DEFAULT_EPOCH, *, mode: int = 0o644) -> None:
-    """Write the image straight to ``path`` (temporary file, fsync, rename: never half-written);
-    ``mode`` is set before the first byte is written (0o600 for media that carry secrets)."""
+def write_answer_iso(path: Path, files: Mapping[str, bytes], epoch: int = DEFAULT_EPOCH) -> None:
+    """Write the image straight to ``path`` (temporary file, fsync, rename: never half-written)."""
     _check_names(files)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with tmp.open("wb") as handle:
-            os.fchmod(handle.fileno(), mode)
             _write_iso(files, handle, epoch)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
 def write_answer_media(
-    media_dir: Path, files: Mapping[str, bytes], *, epoch: int = DEFAULT_EPOCH, name: str = "answer", mode: int = 0o644
+    media_dir: Path, files: Mapping[str, bytes], *, epoch: int = DEFAULT_EPOCH, name: str = "answer"
 ) -> AnswerMedia:
     """Write ``<media_dir>/<name>-<hash>.iso`` atomically unless it already exists for these inputs."""
     _check_names(files)
@@ -150,7 +149,7 @@ def write_answer_media(
     path = media_dir / f"{name}-{digest[:16]}.iso"
     if path.is_file():
         return AnswerMedia(path, digest, tuple(sorted(files)), reused=True)
-    write_answer_iso(path, files, epoch, mode=mode)
+    write_answer_iso(path, files, epoch)
     for stale in media_dir.glob(f"{name}-*.iso"):
         if stale != path:
             stale.unlink(missing_ok=True)
