@@ -10,7 +10,10 @@ with the probe guest:
 
     python bench/images_bench.py [--data-gib 1]
 
-Times are this machine's, with whatever else runs on it: compare the rows of one run.
+Times are this machine's, with whatever else runs on it: compare the rows of one run.  One run
+(2026-11-22, load average < 1, TCG): create 24.7 s; build miss 30.5 s; cache hit 1.9 s wall
+(0.02 s in the command); clone to ready 22.0 s (15.2 s of it boot to agent); 64 GiB base with
+1 GiB of data: overlay 0.033 s, full copy 1.30 s.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -79,7 +83,7 @@ class Cli:
         )
         wall = time.monotonic() - began
         if done.returncode != 0:
-            raise SystemExit(f"vmforge {' '.join(args)} failed ({done.returncode}): {done.stderr[-2000:]}")
+            raise SystemExit(f"vmforge {' '.join(args)} failed ({done.returncode}): {done.stdout[-3000:]}")
         return wall, json.loads(done.stdout) if done.stdout.strip() else {}
 
 
@@ -114,16 +118,16 @@ def bench_images(folder: Path) -> None:
     clone = f"{PREFIX}clone"
     try:
         create_wall, _ = cli.run("create", "--spec", str(write_spec(folder, created, pool_dir)), "--json")
-        cli.run("destroy", created, "--connect", URI)
+        cli.run("destroy", created, "--connect", URI, "--json")
         miss_wall, miss = cli.run("image", "build", "--spec", str(golden), "--json")
         hit_wall, hit = cli.run("image", "build", "--spec", str(golden), "--json")
         assert hit["cache_hit"] and hit["boots"] == 0
         clone_wall, cloned = cli.run("clone", hit["image"]["id"], clone, "--spec", str(golden), "--json")
-        version_wall, _ = cli.run("--version")
+        version_wall, _ = cli.run("image", "list", "--json")
         print(f"vmforge create (probe, full pipeline):    {create_wall:7.1f}s wall")
         print(f"image build, miss (create+capture):       {miss_wall:7.1f}s wall, {miss['seconds']:.1f}s in command")
         print(f"image build, cache hit (0 boots):         {hit_wall:7.1f}s wall, {hit['seconds']:.2f}s in command")
-        print(f"vmforge --version (CLI start-up alone):   {version_wall:7.1f}s wall")
+        print(f"vmforge image list (CLI start-up alone):  {version_wall:7.1f}s wall")
         print(
             f"clone to ready (specialized):             {clone_wall:7.1f}s wall, "
             f"boot to agent {cloned['ready_seconds']:.1f}s; clone/create {clone_wall / create_wall:.2f}"
@@ -143,6 +147,7 @@ def bench_images(folder: Path) -> None:
             check=False,
         )
         remove_pool(f"{PREFIX}pool")
+        shutil.rmtree(pool_dir, ignore_errors=True)
 
 
 def main() -> None:
