@@ -1,4 +1,4 @@
-"""Shared pieces of the image/snapshot/clone integration tests (libvirt prefix ``vmft-img-``)."""
+"""Shared pieces of the image/snapshot/clone integration tests (libvirt prefix ``vmft-s2i-``)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from vmforge.plan import Plan, resolve_plan
 from vmforge.spec import parse_spec
 from vmforge.storage import lookup_pool
 
-PREFIX = "vmft-img-"
+PREFIX = "vmft-s2i-"
 POOL = PREFIX + "pool"
 SYSTEM_URI = "qemu:///system"
 
@@ -39,7 +39,7 @@ def uefi_tpm_plan(conn: Any, pool_dir: Path, name: str, **extra: Any) -> Plan:
 
 
 def remove_prefixed(conn: Any) -> None:
-    """Every vmft-img- domain, then the pool and its volumes."""
+    """Every vmft-s2i- domain, then the pool and its volumes."""
     for dom in conn.listAllDomains(0):
         if dom.name().startswith(PREFIX):
             if dom.isActive():

@@ -145,7 +145,8 @@ def clone(  # noqa: PLR0917 - click passes every option
     ref: str, name: str, no_start: bool, spec_path: Path | None, sets: tuple[str, ...], as_json: bool
 ) -> None:
     """Clone IMAGE as VM NAME: a qcow2 overlay on the base, own NVRAM/TPM copies, own identity;
-    booted and checked (unless --no-start).  The spec gives the clone's hardware."""
+    booted, specialized, and the spec's packages and guards applied (unless --no-start).  The
+    spec gives the clone's hardware and packages."""
     found = find_image(ref)
     spec, _source = load_spec(spec_path, Overrides(sets, {"vm.name": name, "disk.pool": found.pool}))
     vm_dir = VmDir(name)
@@ -155,7 +156,7 @@ def clone(  # noqa: PLR0917 - click passes every option
             guest = None if no_start else agent_session(spec.vm.connect, name)
             report = clone_vm(
                 conn, found, vm_plan(conn, spec), vm_dir=vm_dir, guest=guest, reporter=Reporter(),
-                ready_timeout=spec.timeouts.agent,
+                ready_timeout=spec.timeouts.agent, spec=spec,
             )  # fmt: skip
     finally:
         conn.close()
@@ -173,13 +174,21 @@ def clone(  # noqa: PLR0917 - click passes every option
 @click.option("--from", "source", type=click.Choice(["snapshot", "image"]), default=None,
               help="Where to come back from (default: the known-good snapshot, else the image).")  # fmt: skip
 @click.option("--check", is_flag=True, help="Only report drift (exit 3 when there is some).")
+@click.option("--no-start", is_flag=True, help="Leave it shut off (packages and guards are then not re-applied).")
 @spec_options
 @json_option
 def reprovision_cmd(  # noqa: PLR0917 - click passes every option
-    name: str, source: str | None, check: bool, spec_path: Path | None, sets: tuple[str, ...], as_json: bool
+    name: str,
+    source: str | None,
+    check: bool,
+    no_start: bool,
+    spec_path: Path | None,
+    sets: tuple[str, ...],
+    as_json: bool,
 ) -> None:
-    """Put VM NAME back: revert it to its known-good snapshot or clone it again from its image.
-    With --check, report drift from its plan instead (non-interactive, exit 3 on drift)."""
+    """Put VM NAME back: revert it to its known-good snapshot or clone it again from its image,
+    start it and re-apply the spec's packages and guards.  With --check, report drift instead
+    (domain definition, packages, guards; non-interactive, exit 3 on drift)."""
     spec, _source = load_spec(spec_path, Overrides(sets, {"vm.name": name}))
     vm_dir = VmDir(name)
     conn = connect(spec.vm.connect)
@@ -188,13 +197,13 @@ def reprovision_cmd(  # noqa: PLR0917 - click passes every option
             plan = vm_plan(conn, spec)
             guest = agent_session(spec.vm.connect, name)
             if check:
-                report = check_drift(conn, name, plan, vm_dir, guest)
+                report = check_drift(conn, name, plan, vm_dir, guest, spec=spec)
                 raise_on_drift(report)
                 result: dict[str, Any] = report.to_data()
             else:
                 result = reprovision(
-                    conn, name, plan, vm_dir, source=source, reporter=Reporter(), guest=guest,
-                    ready_timeout=spec.timeouts.agent,
+                    conn, name, plan, vm_dir, source=source, reporter=Reporter(),
+                    guest=None if no_start else guest, ready_timeout=spec.timeouts.agent, spec=spec,
                 )  # fmt: skip
     finally:
         conn.close()

@@ -179,18 +179,19 @@ def start(dom: Any, vm_dir: VmDir | None = None, ivshmem: IvshmemPlan | None = N
         dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED if paused else 0)
 
 
-def remove_media(dom: Any) -> list[str]:
+def remove_media(dom: Any, roles: tuple[str, ...] = MEDIA_ROLES) -> list[str]:
     """The final shape on a defined (maybe running) domain: vmforge's CD-ROMs leave the persistent
     config; a running guest has its trays emptied, since libvirt refuses a live detach ("disk
     device type 'cdrom' cannot be detached"), so the empty drives disappear
-    at the next boot.  Returns the roles removed; a re-run removes nothing."""
+    at the next boot.  Returns the roles removed; a re-run removes nothing.  ``roles``: which
+    drives (by the role recorded as their serial) count as vmforge's media."""
     removed: list[str] = []
     with libvirt_errors(f"reading domain {dom.name()}"):
         config = etree.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE).encode())
         live = etree.fromstring(dom.XMLDesc(0).encode()) if dom.isActive() else None
     for disk in config.findall("devices/disk[@device='cdrom']"):
         role = disk.findtext("serial")
-        if role not in MEDIA_ROLES:
+        if role not in roles:
             continue  # not one of vmforge's media drives
         with libvirt_errors(f"detaching the {role} media from {dom.name()}"):
             dom.detachDeviceFlags(etree.tostring(disk, encoding="unicode"), libvirt.VIR_DOMAIN_AFFECT_CONFIG)
@@ -199,7 +200,7 @@ def remove_media(dom: Any) -> list[str]:
         for disk in live.findall("devices/disk[@device='cdrom']"):
             source = disk.find("source")
             loaded = source is not None and (source.get("file") or source.get("volume"))
-            if disk.findtext("serial") not in MEDIA_ROLES or source is None or not loaded:
+            if disk.findtext("serial") not in roles or source is None or not loaded:
                 continue  # not ours, or already empty (an ejected tray keeps <source index='N'/>)
             disk.remove(source)
             # Forced: a guest that has the CD mounted keeps its tray locked ("timed out waiting

@@ -5,9 +5,10 @@ Steps: check the base is unchanged (its sha256, through the checksum cache keyed
 mtime and inode); provision the domain from the clone's plan with the disk as an overlay on
 the base (vmforge.domain.lifecycle.provision, so the owner tag lists the overlay and destroy
 removes it); copy NVRAM and TPM state in before the first start; record the image in the
-clone's state; boot; wait for the agent; specialize (probe: a new identity file; Windows: the
-clone's answer file and certificate, see vmforge.images.specialize); re-check the identity and
-the base's hash.
+clone's state; Windows: attach the specialize media (the clone's answer file and certificate,
+see vmforge.images.specialize and vmforge.images.clone_media); boot; wait for the agent;
+specialize (probe: a new identity file; Windows: remove the specialize media); re-apply the
+spec's packages and guards (vmforge.images.reapply); re-check the base's hash.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from vmforge.errors import UsageError, VmforgeError
 from vmforge.guest.agent import AgentTransport
 from vmforge.guest.agent_channel import LibvirtAgentChannel
 from vmforge.guest.session import Guest
-from vmforge.images.files import replace_state, state_digest, write_private
+from vmforge.images.clone_media import attach_clone_media, detach_clone_media, write_clone_media
+from vmforge.images.files import replace_state, state_digest
 from vmforge.images.generalize import PROBE_IDENTITY
+from vmforge.images.reapply import reapply
 from vmforge.images.specialize import probe_identity, read_probe_file, windows_specialization, write_probe_identity
 from vmforge.images.store import IMAGE_KEY, Image, nvram_copy, tpm_copy
 from vmforge.images.vmfiles import vm_files
@@ -33,7 +36,7 @@ from vmforge.libvirt_conn import connect
 from vmforge.media.checksum import file_sha256
 from vmforge.ownership import lookup_owned_domain
 from vmforge.plan import Plan
-from vmforge.spec import Firmware, OsKind
+from vmforge.spec import Firmware, OsKind, Spec
 from vmforge.state import VmDir, VmState
 from vmforge.storage import ensure_pool, lookup_volume
 from vmforge.ui import Reporter
@@ -48,6 +51,7 @@ class CloneReport:
     ready_seconds: float | None = None
     identity: str | None = None
     base_unchanged: bool = False
+    reapplied: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
 
     def to_data(self) -> dict[str, Any]:
@@ -57,6 +61,7 @@ class CloneReport:
             "ready_seconds": self.ready_seconds,
             "identity": self.identity,
             "base_unchanged": self.base_unchanged,
+            "reapplied": self.reapplied,
             "notes": self.notes,
         }
 
@@ -83,9 +88,11 @@ def clone_vm(
     ready_timeout: float = READY_TIMEOUT,
     clock: Callable[[], float] = time.monotonic,
     cache_dir: Path | None = None,
+    spec: Spec | None = None,
 ) -> CloneReport:
     """Clone ``image`` as ``plan.name``; with ``guest`` (the agent session factory) boot it,
-    wait until ready and specialize it, else leave it defined and shut off."""
+    wait until ready, specialize it and (given ``spec``) re-apply its packages and guards; else
+    leave it defined and shut off."""
     report = CloneReport(plan.name, image.id)
     if plan.disk.pool != image.pool:
         raise UsageError(
@@ -122,29 +129,29 @@ def clone_vm(
         state.extra[IMAGE_KEY] = image.id
         vm_dir.save(state)
     if plan.os is OsKind.WINDOWS:
-        _windows_media(plan, vm_dir, state, report)
+        with reporter.step(f"attaching {plan.name}'s specialize media"):
+            admin_user = spec.windows.admin_user if spec is not None else "vmforge"
+            computer_name = plan.computer_name or plan.name[:15].upper()
+            special = windows_specialization(vm_dir, computer_name=computer_name, admin_user=admin_user)
+            attach_clone_media(conn, dom, pool, write_clone_media(vm_dir, special), vm_dir)
     if guest is None:
         report.notes.append("not started (--no-start)")
+        if plan.os is OsKind.WINDOWS:
+            report.notes.append(
+                "the specialize media (it holds the clone's new credentials) stays attached: vmforge "
+                "removes it only when it boots the clone itself; 'vmforge destroy' deletes it"
+            )
     else:
-        _boot_and_specialize(dom, plan, guest(), report, reporter, ready_timeout, clock)
+        session = guest()
+        _boot_and_specialize(dom, plan, session, report, reporter, ready_timeout, clock)
+        if plan.os is OsKind.WINDOWS:
+            with reporter.step(f"removing {plan.name}'s specialize media"):
+                detach_clone_media(conn, dom, vm_dir)
+        if spec is not None:
+            report.reapplied = reapply(spec, plan, vm_dir, session, reporter=reporter)
     check_base(image, cache_dir)
     report.base_unchanged = True
     return report
-
-
-def _windows_media(plan: Plan, vm_dir: VmDir, state: VmState, report: CloneReport) -> None:
-    special = windows_specialization(
-        vm_dir, computer_name=plan.computer_name or plan.name[:15].upper(), admin_user="vmforge"
-    )
-    write_private(vm_dir.media / "clone-unattend.xml", special.answer.encode())
-    write_private(vm_dir.media / "remote-cert.pem", special.certificate.cert_pem.encode())
-    vm_dir.save_secrets({**vm_dir.load_secrets(), "remote_cert_key_pem": special.certificate.key_pem})
-    state.extra["remote_cert_sha256"] = special.certificate.fingerprint
-    vm_dir.save(state)
-    report.notes.append(
-        "Windows: the clone's specialize answer file and certificate are rendered and validated "
-        f"({vm_dir.media / 'clone-unattend.xml'}); attaching them as clone media is not wired yet"
-    )
 
 
 def _boot_and_specialize(  # noqa: PLR0917

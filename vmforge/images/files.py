@@ -14,7 +14,6 @@ import shutil
 from pathlib import Path
 
 from vmforge.errors import VmforgeError
-from vmforge.state import write_atomic
 
 SWTPM_STATE_ROOT = Path("/var/lib/libvirt/swtpm")
 CHUNK = 1024**2
@@ -88,9 +87,3 @@ def remove_state(path: Path) -> None:
         shutil.rmtree(path)
     else:
         path.unlink(missing_ok=True)
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """A 0600 file (clone answer files carry obfuscated passwords)."""
-
-    write_atomic(path, data, 0o600)

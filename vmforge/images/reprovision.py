@@ -3,13 +3,17 @@ to its known-good snapshot, or re-clone it from its image.
 
 Drift compared here: the domain definition libvirt holds against the one vmforge's builder makes
 from the plan today (memory, vCPUs, firmware, boot, CPU, TPM, disks, shared memory, network,
-video, passed-through devices), the plan hash recorded in the owner tag, and for a clone its
-base image (present and unchanged by hash).  Guards are checked through the guards runner
-when the VM runs Windows with a guard profile; package drift is not compared yet.
+video, passed-through devices), the plan hash recorded in the owner tag, for a clone its
+base image (present and unchanged by hash), and - when the VM runs and its agent answers -
+the spec's packages and guards (vmforge.images.reapply; guards only on Windows guests).
+
+After a revert or a re-clone the VM is started (unless told not to), and once its agent answers
+the spec's packages and guards are applied again.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,11 +28,13 @@ from vmforge.domain.shapes import Shape
 from vmforge.errors import ChecksFailed, UsageError, VmforgeError
 from vmforge.guest.session import Guest
 from vmforge.images.clone import CloneReport, check_base, clone_vm
+from vmforge.images.reapply import guest_drift, reapply
 from vmforge.images.snapshot import known_good, revert
 from vmforge.images.store import IMAGE_KEY, find_image
 from vmforge.images.vmfiles import owned_domain
 from vmforge.libvirt_conn import libvirt_errors
 from vmforge.plan import Plan
+from vmforge.spec import Spec
 from vmforge.state import VmDir
 from vmforge.ui import Reporter
 
@@ -95,7 +101,13 @@ def _values(root: Any, path: str) -> list[str]:
 
 
 def check_drift(
-    conn: Any, name: str, plan: Plan, vm_dir: VmDir, guest: Callable[[], Guest] | None = None
+    conn: Any,
+    name: str,
+    plan: Plan,
+    vm_dir: VmDir,
+    guest: Callable[[], Guest] | None = None,
+    *,
+    spec: Spec | None = None,
 ) -> DriftReport:
     dom, tag = owned_domain(conn, name)
     report = DriftReport(name)
@@ -115,15 +127,14 @@ def check_drift(
         except VmforgeError as exc:
             report.drift.append(f"image: {exc.message}")
         report.checked.append("base image")
-    if plan.guards is not None and running and guest is not None:
-        from vmforge.guards.runner import GuardRunner
-
-        guards = GuardRunner(plan, vm_dir, guest()).run("check")
-        report.drift += [f"guard {r.guard}: not ok" for r in guards.not_ok()]
-        report.checked.append("guards")
-    elif plan.guards is not None:
-        report.not_checked.append("guards (the VM is not running)")
-    report.not_checked.append("packages (no drift check for packages yet)")
+    if not running or guest is None or spec is None:
+        why = "the VM is not running" if not running else "no guest session"
+        report.not_checked.append(f"packages and guards ({why})")
+        return report
+    found = guest_drift(spec, plan, vm_dir, guest())
+    report.drift += found.drift
+    report.checked += found.checked
+    report.not_checked += found.skipped
     return report
 
 
@@ -170,7 +181,13 @@ def reprovision(
     reporter: Reporter,
     guest: Callable[[], Guest] | None,
     ready_timeout: float = 600.0,
+    spec: Spec | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, Any]:
+    """Revert VM ``name`` to its known-good snapshot or clone it again from its image; then, with
+    ``guest`` (the agent session factory), start it, wait for its agent and re-apply ``spec``'s
+    packages and guards.  Without ``guest`` a reverted VM is started again only if it ran before,
+    and a re-cloned one is left shut off; nothing is re-applied."""
     dom, _tag = owned_domain(conn, name)
     chosen = choose_source(vm_dir, source)
     with libvirt_errors(f"reading domain {name}"):
@@ -183,14 +200,32 @@ def reprovision(
                 dom.destroy()
         with reporter.step(f"reverting {name} to its known-good snapshot {label}"):
             revert(conn, name, vm_dir, label)
-        if was_running:
+        result: dict[str, Any] = {"name": name, "from": "snapshot", "snapshot": label, "restarted": False}
+        if guest is not None:
+            session = guest()
+            with reporter.step(f"starting {name} and waiting for its agent"):
+                start(dom, vm_dir)
+                session.transport.wait_ready(clock() + ready_timeout)
+            result["restarted"] = True
+            if spec is not None:
+                result["reapplied"] = reapply(spec, plan, vm_dir, session, reporter=reporter)
+        elif was_running:
             start(dom, vm_dir)
-        return {"name": name, "from": "snapshot", "snapshot": label, "restarted": was_running}
+            result["restarted"] = True
+        return result
     state = vm_dir.load()
     image = find_image(str(state.extra[IMAGE_KEY]) if state else "")
     with reporter.step(f"removing {name} to clone it again from image {image.id[:16]}"):
         destroy_vm(conn, name, vm_dir)
     report: CloneReport = clone_vm(
-        conn, image, plan, vm_dir=vm_dir, guest=guest, reporter=reporter, ready_timeout=ready_timeout
-    )
-    return {"name": name, "from": "image", "image": image.id, "clone": report.to_data()}
+        conn, image, plan, vm_dir=vm_dir, guest=guest, reporter=reporter, ready_timeout=ready_timeout,
+        clock=clock, spec=spec,
+    )  # fmt: skip
+    return {
+        "name": name,
+        "from": "image",
+        "image": image.id,
+        "restarted": guest is not None,
+        "clone": report.to_data(),
+        "reapplied": report.reapplied,
+    }

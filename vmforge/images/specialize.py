@@ -5,8 +5,9 @@
 * **Windows**: an answer file for sysprep's ``/oobe`` first boot, rendered from
   ``answer-files/clone-specialize.xml.j2``: the clone's computer name, a new administrator
   password (kept in the clone's 0600 secrets file), and a first-logon step that installs the
-  clone's own remote-access certificate (a new self-signed one, its fingerprint pinned in the
-  clone's state) from the clone media.  Rendered and validated here; no Windows guest boots it.
+  clone's own WinRM certificate (a new self-signed one, made and pinned exactly as for a
+  created VM by :func:`vmforge.guest.remote_access.winrm_certificate`) from the clone media
+  (:mod:`vmforge.images.clone_media`).  Rendered and validated here; no Windows guest boots it.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vmforge.credentials import ADMIN_PASSWORD
 from vmforge.errors import VmforgeError
-from vmforge.guest.certs import CertificatePair, generate_certificate
+from vmforge.guest.certs import CertificatePair
+from vmforge.guest.remote_access import winrm_certificate
 from vmforge.guest.session import Guest
 from vmforge.images.generalize import PROBE_IDENTITY
+from vmforge.logs import register_secret
 from vmforge.media.answer import BOOTSTRAP_COMMAND, Command, obfuscate_password
 from vmforge.media.validate import validate_bytes
 from vmforge.resources import DataFolder
@@ -44,9 +48,11 @@ def windows_specialization(
     arch: str = "amd64",
     password: Callable[[], str] = generate_password,
 ) -> WindowsSpecialization:
-    """The clone's own answer file and certificate; the new password goes to its secrets file."""
-    new_password = vm_dir.secret("admin_password", password)
-    certificate = generate_certificate(computer_name)
+    """The clone's own answer file and certificate; the new password and the certificate's key go
+    to its secrets file, the certificate's fingerprint is pinned in its state."""
+    new_password = vm_dir.secret(ADMIN_PASSWORD, password)
+    register_secret(new_password)
+    certificate = winrm_certificate(vm_dir, computer_name)
     first_logon = [
         Command(BOOTSTRAP_COMMAND.format(path=CLONE_SETUP_SCRIPT), "vmforge: install this clone's certificate"),
     ]
