@@ -117,16 +117,17 @@ def test_windows_clone_media_attached_read_back_and_removed(
     assert sorted(files) == [
         "autounattend.xml",
         "vmforge/clone-setup.ps1",
-        "vmforge/clone.pfx",
-        "vmforge/winrm-https-listener.ps1",
+        "vmforge/winrm-listener.ps1",
+        "vmforge/winrm-pfx.txt",
+        "vmforge/winrm.pfx",
     ]
     answer = files["autounattend.xml"].decode()
     assert f"<ComputerName>{plan.computer_name or CLONE[:15].upper()}</ComputerName>" in answer
     assert base64.b64encode((password + "Password").encode("utf-16-le")).decode() in answer
-    assert b"\r\n" in files["vmforge/clone-setup.ps1"]
-    pfx_password = re.search(rb"-String '([^']+)'", files["vmforge/winrm-https-listener.ps1"])
-    assert pfx_password is not None
-    key, cert, _ = pkcs12.load_key_and_certificates(files["vmforge/clone.pfx"], pfx_password.group(1))
+    assert b"\r\n" in files["vmforge/clone-setup.ps1"] and b"'winrm-listener.ps1'" in files["vmforge/clone-setup.ps1"]
+    pfx_password = files["vmforge/winrm-pfx.txt"]
+    assert pfx_password not in files["vmforge/winrm-listener.ps1"]  # read from its file, never in a script
+    key, cert, _ = pkcs12.load_key_and_certificates(files["vmforge/winrm.pfx"], pfx_password)
     assert key is not None and cert is not None
     from cryptography.hazmat.primitives import serialization
 
@@ -134,7 +135,7 @@ def test_windows_clone_media_attached_read_back_and_removed(
     assert fingerprint_pem(cert_pem) == get_pin(vm_dir, PIN_WINRM)  # the clone's own, pinned
     assert SECRET_WINRM_KEY in secrets
 
-    secret_values = [password, pfx_password.group(1).decode(), secrets[SECRET_WINRM_KEY].splitlines()[1]]
+    secret_values = [password, pfx_password.decode(), secrets[SECRET_WINRM_KEY].splitlines()[1]]
     # QEMU accepts the definition and reads the 0600 volume (libvirt relabels it for QEMU).
     start(dom)
     time.sleep(1)

@@ -31,7 +31,7 @@ from vmforge.guest.remote_access import (
     winrm_certificate,
 )
 from vmforge.logs import register_secret
-from vmforge.spec import RemoteChannel, Spec, WinrmAuth, WinrmScheme
+from vmforge.spec import RemoteChannel, RemoteSection, Spec, WinrmAuth, WinrmScheme
 from vmforge.state import VmDir, generate_password
 
 LISTENER_SCRIPT = "winrm-listener.ps1"
@@ -96,9 +96,14 @@ def wants_winrm(spec: Spec) -> bool:
 def winrm_media_files(spec: Spec, vmdir: VmDir, common_name: str) -> dict[str, bytes]:
     """File name (inside the media's vmforge folder) -> contents; empty when the spec does not
     use WinRM.  For HTTPS the certificate on the media is pinned as it is written."""
-    if not wants_winrm(spec):
+    return listener_media_files(spec.remote, vmdir, common_name)
+
+
+def listener_media_files(remote: RemoteSection, vmdir: VmDir, common_name: str) -> dict[str, bytes]:
+    """:func:`winrm_media_files` for a ``[remote]`` section (clones made without a spec use the
+    defaults)."""
+    if RemoteChannel.WINRM not in remote.channels:
         return {}
-    remote = spec.remote
     https = remote.winrm_scheme == WinrmScheme.HTTPS
     basic = remote.winrm_auth == WinrmAuth.BASIC
     script = render_script(

@@ -133,7 +133,9 @@ def clone_vm(
             admin_user = spec.windows.admin_user if spec is not None else "vmforge"
             computer_name = plan.computer_name or plan.name[:15].upper()
             special = windows_specialization(vm_dir, computer_name=computer_name, admin_user=admin_user)
-            attach_clone_media(conn, dom, pool, write_clone_media(vm_dir, special), vm_dir)
+            attach_clone_media(
+                conn, dom, pool, write_clone_media(vm_dir, special, spec.remote if spec is not None else None), vm_dir
+            )
     if guest is None:
         report.notes.append("not started (--no-start)")
         if plan.os is OsKind.WINDOWS:

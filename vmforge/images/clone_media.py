@@ -4,9 +4,13 @@ WinRM certificate, attached before the clone's first boot and removed once the c
 Layout (written by vmforge's one answer-ISO writer, :mod:`vmforge.media.answer_iso`)::
 
     /autounattend.xml                 the clone's specialize/oobeSystem answer file
-    /vmforge/clone-setup.ps1          first logon: copy the PFX to disk, run the listener script
-    /vmforge/winrm-https-listener.ps1 import the PFX, serve WinRM over HTTPS only
-    /vmforge/clone.pfx                the clone's certificate + key (password-protected PKCS#12)
+    /vmforge/clone-setup.ps1          first logon: run the listener script
+    /vmforge/winrm-listener.ps1       the same WinRM set-up a created VM's bootstrap runs
+    /vmforge/winrm.pfx                the clone's certificate + key (password-protected PKCS#12)
+    /vmforge/winrm-pfx.txt            the PFX password (read by the script, never on a command line)
+
+(the WinRM files come from :func:`vmforge.guest.winrm_setup.listener_media_files`; without WinRM
+in ``remote.channels`` only the answer file and clone-setup.ps1 are there).
 
 The media carries secrets (the new administrator password, the certificate's key and the PFX
 password), so: the ISO in the clone's ``media/`` folder is mode 0600 from its first byte; it
@@ -18,7 +22,6 @@ are deleted.
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -27,46 +30,38 @@ from lxml import etree
 
 from vmforge.domain.disks import CdromDisk
 from vmforge.domain.lifecycle import remove_media
-from vmforge.guest.certs import pfx_bundle
 from vmforge.guest.os_windows import render_script
+from vmforge.guest.winrm_setup import LISTENER_SCRIPT, listener_media_files
 from vmforge.images.specialize import WindowsSpecialization
 from vmforge.images.vmfiles import add_owned_volumes, drop_owned_volumes, owned_domain
 from vmforge.libvirt_conn import libvirt_errors
-from vmforge.logs import register_secret
 from vmforge.media.answer_iso import DEFAULT_EPOCH, build_answer_iso, inputs_digest
 from vmforge.ownership import VolumeRef
+from vmforge.spec import RemoteSection
 from vmforge.state import VmDir, VmState, write_atomic
 from vmforge.storage import lookup_volume, pool_path, upload_volume
 
 ROLE = "specialize"  # the CD-ROM's serial: how vmforge finds its drive again
 MEDIA_NAME = "clone-specialize"
-PFX_GUEST_PATH = r"C:\Windows\Temp\vmforge-clone.pfx"
 STATE_KEY = "clone_media"  # VmState.extra: the attached volume, until it is removed
 
 
-def media_files(special: WindowsSpecialization, pfx_password: str) -> dict[str, bytes]:
+def media_files(special: WindowsSpecialization, remote: RemoteSection, vm_dir: VmDir) -> dict[str, bytes]:
     """What goes on the clone media (relative path -> bytes)."""
-
-    def script(name: str, **values: str) -> bytes:
-        # Windows PowerShell reads BOM-less scripts in the ANSI code page: ASCII, CRLF.
-        return render_script(name, **values).replace("\r\n", "\n").replace("\n", "\r\n").encode("ascii")
-
+    winrm = listener_media_files(remote, vm_dir, special.computer_name)
+    setup = render_script("clone-setup", listener=LISTENER_SCRIPT if winrm else "")
+    # Windows PowerShell reads BOM-less scripts in the ANSI code page: ASCII, CRLF.
     return {
         "autounattend.xml": special.answer.encode("utf-8"),
-        "vmforge/clone-setup.ps1": script("clone-setup", pfx_path=PFX_GUEST_PATH),
-        "vmforge/winrm-https-listener.ps1": script(
-            "winrm-https-listener", pfx_path=PFX_GUEST_PATH, pfx_password=pfx_password
-        ),
-        "vmforge/clone.pfx": pfx_bundle(special.certificate, pfx_password),
+        "vmforge/clone-setup.ps1": setup.replace("\r\n", "\n").replace("\n", "\r\n").encode("ascii"),
+        **{f"vmforge/{name}": data for name, data in winrm.items()},
     }
 
 
-def write_clone_media(vm_dir: VmDir, special: WindowsSpecialization) -> Path:
+def write_clone_media(vm_dir: VmDir, special: WindowsSpecialization, remote: RemoteSection | None = None) -> Path:
     """The clone media as an ISO in the clone's ``media/`` folder, created with mode 0600 (it
     never exists with a wider mode) and written atomically."""
-    pfx_password = secrets.token_urlsafe(24)
-    register_secret(pfx_password)
-    files = media_files(special, pfx_password)
+    files = media_files(special, remote or RemoteSection(), vm_dir)
     vm_dir.ensure()
     path = vm_dir.media / f"{MEDIA_NAME}-{inputs_digest(files, DEFAULT_EPOCH)[:16]}.iso"
     write_atomic(path, build_answer_iso(files), 0o600)

@@ -1,7 +1,10 @@
-# vmforge: a clone's first logon - install the clone's own WinRM certificate from the clone media.
+# vmforge: a clone's first logon - serve WinRM with the clone's own certificate from the clone media.
 # Started from the clone media (CD labelled VMFORGE_ANSWER) by the clone's answer file; the host
-# detaches the media once the clone is ready.  {{ pfx_path }} is a PowerShell single-quoted literal.
+# detaches the media once the clone is ready.  {{ listener }} (a PowerShell literal) names the listener script on the same
+# media (winrm-listener.ps1, which reads the PFX and its password file next to itself), or is empty
+# when the spec does not use WinRM.
 $ErrorActionPreference = 'Stop'
-$PfxPath = {{ pfx_path }}
-Copy-Item -LiteralPath (Join-Path $PSScriptRoot 'clone.pfx') -Destination $PfxPath -Force
-& (Join-Path $PSScriptRoot 'winrm-https-listener.ps1')
+$Listener = {{ listener }}
+if ($Listener) {
+    & (Join-Path $PSScriptRoot $Listener)
+}
