@@ -29,6 +29,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -183,14 +184,58 @@ def _init_files() -> dict[str, bytes]:
     return {name: (folder / name).read_bytes() for name in INIT_FILES}
 
 
-def resolve_inputs() -> dict[str, Any]:
-    """Everything the image is made of, as data; the cache key is its hash."""
+# apt's and dpkg's databases: while none of them changed, what apt would install and what is
+# installed cannot have changed either, so the package facts are taken from a small memo.
+APT_STATE = ("var/lib/dpkg/status", "var/cache/apt/pkgcache.bin", "var/lib/apt/lists")
+APT_MEMO = "apt-facts.json"
+
+
+def apt_stamp(root: Path = Path("/")) -> str:
+    """A fingerprint of apt's and dpkg's databases (names, sizes and mtimes, no contents)."""
+    parts: list[str] = []
+    for relative in APT_STATE:
+        path = root / relative
+        entries = sorted(path.iterdir()) if path.is_dir() else [path]
+        for entry in entries:
+            with contextlib.suppress(OSError):
+                stat = entry.stat()
+                parts.append(f"{entry.relative_to(root)}:{stat.st_size}:{stat.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _apt_facts() -> dict[str, Any]:
     kernel = _kernel_package()
     return {
-        "format": FORMAT,
         "packages": _candidates([kernel, BUSYBOX, AGENT]),
         "kernel_package": kernel,
         "host_libraries": _host_library_versions(),
+    }
+
+
+def apt_facts(memo_dir: Path | None = None, root: Path = Path("/")) -> dict[str, Any]:
+    """The package facts of the cache key: from the memo in ``memo_dir`` while apt's and dpkg's
+    databases are unchanged (three apt-cache runs cost seconds on every probe, create and
+    clone), else asked afresh and remembered."""
+    stamp = apt_stamp(root)
+    memo = (memo_dir or probe_cache_dir()) / APT_MEMO
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        recorded = json.loads(memo.read_text())
+        if recorded["format"] == FORMAT and recorded["stamp"] == stamp:
+            return dict(recorded["facts"])
+    facts = _apt_facts()
+    with contextlib.suppress(OSError):  # a memo that cannot be written only costs the next caller time
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        partial = memo.with_name(f".{APT_MEMO}.{os.getpid()}")
+        partial.write_text(json.dumps({"format": FORMAT, "stamp": stamp, "facts": facts}, sort_keys=True))
+        partial.replace(memo)
+    return facts
+
+
+def resolve_inputs(memo_dir: Path | None = None) -> dict[str, Any]:
+    """Everything the image is made of, as data; the cache key is its hash."""
+    return {
+        "format": FORMAT,
+        **apt_facts(memo_dir),
         "modules": list(MODULES),
         "init_files": {name: hashlib.sha256(data).hexdigest() for name, data in _init_files().items()},
         "cmdline": CMDLINE,
@@ -383,7 +428,7 @@ def probe_cache_dir(cache_root: Path | None = None) -> Path:
 
 def ensure_probe_image(cache_root: Path | None = None, inputs: dict[str, Any] | None = None) -> ProbeImage:
     """The probe image for the packages available now: from the cache, or built (once) into it."""
-    inputs = inputs or resolve_inputs()
+    inputs = inputs or resolve_inputs(probe_cache_dir(cache_root))
     key = cache_key(inputs)
     base = probe_cache_dir(cache_root)
     entry = base / key
