@@ -18,7 +18,7 @@ from vmforge.errors import VmforgeError
 from vmforge.host.domcaps import parse_domcaps
 from vmforge.plan import DirectBoot, HostFacts, Plan, resolve_plan
 from vmforge.probe.report import parse_report
-from vmforge.probe.transform import probe_name, probe_plan
+from vmforge.probe.transform import probe_as_vm, probe_name, probe_plan
 from vmforge.spec import Firmware, parse_spec
 
 ENV = {"HOME": "/home/u"}
@@ -121,3 +121,21 @@ def test_tpm_plans_boot_the_bzimage_and_the_others_the_pvh_vmlinux(tmp_path: Pat
     # qemu:///session reads the cache in place: the chosen kernel goes straight into the plan.
     assert stage_image(image, with_tpm).kernel == tmp_path / "vmlinuz"
     assert stage_image(image, without).kernel == tmp_path / "vmlinux"
+
+
+def test_a_vm_that_is_the_probe_keeps_its_own_identity() -> None:
+    plan = plan_for({"os": "probe", "vm": {"name": "pv", "virt_type": "qemu"}, "ivshmem": {"enabled": True}})
+    booted = probe_as_vm(plan, BOOT)
+    assert (booted.name, booted.vm_dir, booted.disk, booted.ivshmem, booted.serial_log) == (
+        plan.name,
+        plan.vm_dir,
+        plan.disk,
+        plan.ivshmem,
+        plan.serial_log,
+    )
+    assert booted.media is None  # no answer ISO given: no CD
+    assert booted.firmware is Firmware.BIOS and booted.direct_boot is not None
+    assert booted.direct_boot.cmdline.endswith("vmforge.disk=vda")  # the probe formats its own disk
+    answer = Path("/state/pv/media/answer-1.iso")
+    with_media = probe_as_vm(plan, BOOT, answer)
+    assert with_media.media is not None and with_media.media.answer_iso == answer

@@ -327,20 +327,9 @@ class Create:
             if answer and plan.media is not None:
                 plan = dataclasses.replace(plan, media=dataclasses.replace(plan.media, answer_iso=Path(answer)))
             return plan
-        from vmforge.probe.transform import probe_plan
+        from vmforge.probe.transform import probe_as_vm
 
-        transformed = probe_plan(plan, self._probe_boot(), Path(answer) if answer else None)
-        # The transform renames everything to NAME-probe so probing never touches a real VM;
-        # here the probe IS the VM, so its names stay.
-        return dataclasses.replace(
-            transformed,
-            name=plan.name,
-            vm_dir=plan.vm_dir,
-            disk=plan.disk,
-            ivshmem=plan.ivshmem,
-            serial_log=plan.serial_log,
-            media=transformed.media if answer else None,
-        )
+        return probe_as_vm(plan, self._probe_boot(), Path(answer) if answer else None)
 
     def _probe_boot(self) -> Any:
         if self._boot is None:

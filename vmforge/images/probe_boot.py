@@ -14,18 +14,11 @@ from pathlib import Path
 from vmforge.plan import Plan
 from vmforge.probe.image import ProbeImage
 from vmforge.probe.run import SYSTEM_STAGE_DIR, stage_image
-from vmforge.probe.transform import probe_plan
+from vmforge.probe.transform import probe_as_vm
 
 
 def probe_boot_plan(plan: Plan, image: ProbeImage, stage_root: Path = SYSTEM_STAGE_DIR) -> Plan:
-    transformed = probe_plan(plan, stage_image(image, plan, stage_root))  # adds vmforge.disk=vda
+    booted = probe_as_vm(plan, stage_image(image, plan, stage_root))  # adds vmforge.disk=vda
     return dataclasses.replace(
-        transformed,
-        name=plan.name,
-        vm_dir=plan.vm_dir,
-        disk=plan.disk,
-        ivshmem=plan.ivshmem,
-        media=None,
-        serial_log=plan.serial_log,
-        notes=(*plan.notes, "probe guest: direct kernel boot, BIOS firmware, disk mounted on /mnt/disk"),
+        booted, notes=(*plan.notes, "probe guest: direct kernel boot, BIOS firmware, disk mounted on /mnt/disk")
     )

@@ -69,3 +69,19 @@ def probe_plan(plan: Plan, boot: DirectBoot, answer_iso: Path | None = None, *, 
         serial_log=vm_dir / "logs" / "serial0.log" if plan.serial_log is not None else None,
         notes=(*plan.notes, "probe: direct kernel boot, BIOS firmware"),
     )
+
+
+def probe_as_vm(plan: Plan, boot: DirectBoot, answer_iso: Path | None = None) -> Plan:
+    """The probe transform for a VM that IS the probe guest (``os = "probe"`` creates, golden
+    images, clones): the probe's hardware changes, but the VM keeps its own name, state folder,
+    disk volume, ivshmem file and serial log.  Media only when ``answer_iso`` is given."""
+    transformed = probe_plan(plan, boot, answer_iso)
+    return dataclasses.replace(
+        transformed,
+        name=plan.name,
+        vm_dir=plan.vm_dir,
+        disk=plan.disk,
+        ivshmem=plan.ivshmem,
+        serial_log=plan.serial_log,
+        media=transformed.media if answer_iso is not None else None,
+    )
