@@ -15,11 +15,11 @@ from typing import Any
 
 import libvirt
 import pytest
+from pools import remove_pool
 
 from vmforge.host.facts import read_host_facts
 from vmforge.plan import Plan, resolve_plan
 from vmforge.spec import parse_spec
-from vmforge.storage import lookup_pool
 
 PREFIX = "vmft-dom-"
 SYSTEM_URI = "qemu:///system"
@@ -80,13 +80,7 @@ def pool_dir() -> Iterator[Path]:
         try:
             for name in (NAME, PREFIX + "media"):
                 undefine_if_present(conn, name)
-            pool = lookup_pool(conn, POOL)
-            if pool is not None:
-                for volume in pool.listAllVolumes(0):
-                    volume.delete(0)
-                if pool.isActive():
-                    pool.destroy()
-                pool.undefine()
+            remove_pool(conn, POOL)
         finally:
             conn.close()
         shutil.rmtree(path, ignore_errors=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pools import remove_pool
 
 from tests.integration.conftest import SYSTEM_URI, undefine_if_present
 from tests.integration.test_winrm_transport import endpoint, serve, users  # noqa: F401 - a fixture
@@ -41,13 +42,7 @@ def pool_dir(system_conn: Any) -> Iterator[Path]:
         yield path
     finally:
         undefine_if_present(system_conn, NAME)
-        pool = lookup_pool(system_conn, POOL)
-        if pool is not None:
-            for volume in pool.listAllVolumes(0):
-                volume.delete(0)
-            if pool.isActive():
-                pool.destroy()
-            pool.undefine()
+        remove_pool(system_conn, POOL)
         shutil.rmtree(path, ignore_errors=True)
 
 

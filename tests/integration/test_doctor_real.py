@@ -4,7 +4,6 @@ and there is no IOMMU: the doctor has to report both truthfully.)"""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import stat
@@ -14,6 +13,7 @@ from typing import Any
 
 import libvirt
 import pytest
+from pools import remove_pool
 
 from vmforge.doctor.checks_libvirt import show, version_tuple
 from vmforge.host.pci import PciHost
@@ -140,13 +140,7 @@ def boot_pool_dir() -> Iterator[Path]:
     finally:
         conn = libvirt.open("qemu:///system")
         try:
-            with contextlib.suppress(libvirt.libvirtError):
-                pool = conn.storagePoolLookupByName(BOOT_POOL)
-                for volume in pool.listAllVolumes(0):
-                    volume.delete(0)
-                if pool.isActive():
-                    pool.destroy()
-                pool.undefine()
+            remove_pool(conn, BOOT_POOL)
         finally:
             conn.close()
         shutil.rmtree(base, ignore_errors=True)

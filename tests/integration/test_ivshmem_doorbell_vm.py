@@ -25,6 +25,7 @@ import libvirt
 import pytest
 from create_probe import force_cleanup, probe_spec, read_state, run
 from lxml import etree
+from pools import remove_pool
 from probe_vm import probe_image  # noqa: F401 - fixture
 
 from vmforge.domain.destroy import destroy_vm
@@ -46,7 +47,6 @@ from vmforge.probe.run import Timeouts, _guest_facts, stage_image
 from vmforge.probe.transform import probe_plan
 from vmforge.spec import parse_spec
 from vmforge.state import VmDir
-from vmforge.storage import lookup_pool
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 URI = "qemu:///system"
@@ -86,13 +86,7 @@ def places() -> Iterator[tuple[Path, Path, Path]]:
                     if dom.isActive():
                         dom.destroy()
                     dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
-            pool = lookup_pool(conn, POOL)
-            if pool is not None:
-                for volume in pool.listAllVolumes(0):
-                    volume.delete(0)
-                if pool.isActive():
-                    pool.destroy()
-                pool.undefine()
+            remove_pool(conn, POOL)
         finally:
             conn.close()
         state = base / "state" / "vms"

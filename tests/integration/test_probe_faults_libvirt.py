@@ -27,6 +27,7 @@ from typing import Any
 import libvirt
 import pytest
 from libvirtd_control import restart_libvirtd
+from pools import remove_pool
 from probe_vm import MACHINE_CACHE
 
 from tests.conftest import REPO
@@ -38,7 +39,6 @@ from vmforge.guest.transport import Completed
 from vmforge.libvirt_conn import connect
 from vmforge.spec import parse_spec
 from vmforge.state import VmDir, VmState
-from vmforge.storage import lookup_pool
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 URI = "qemu:///system"
@@ -68,13 +68,7 @@ def places() -> Iterator[tuple[Path, Path]]:
     finally:
         conn = connect(URI)
         try:
-            pool = lookup_pool(conn, POOL)
-            if pool is not None:
-                for volume in pool.listAllVolumes(0):
-                    volume.delete(0)
-                if pool.isActive():
-                    pool.destroy()
-                pool.undefine()
+            remove_pool(conn, POOL)
         finally:
             conn.close()
         shutil.rmtree(base, ignore_errors=True)

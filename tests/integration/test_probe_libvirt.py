@@ -27,6 +27,7 @@ from typing import Any
 
 import libvirt
 import pytest
+from pools import remove_pool
 from probe_vm import MACHINE_CACHE, probe_image  # noqa: F401 - fixture
 
 from tests.conftest import REPO
@@ -99,13 +100,7 @@ def places() -> Iterator[tuple[Path, Path, Path]]:
     finally:
         conn = connect(URI)
         try:
-            pool = lookup_pool(conn, POOL)
-            if pool is not None:
-                for volume in pool.listAllVolumes(0):
-                    volume.delete(0)
-                if pool.isActive():
-                    pool.destroy()
-                pool.undefine()
+            remove_pool(conn, POOL)
         finally:
             conn.close()
         shutil.rmtree(base, ignore_errors=True)

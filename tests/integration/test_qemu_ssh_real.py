@@ -21,6 +21,7 @@ from typing import Any
 import libvirt
 import pytest
 from lxml import etree
+from pools import remove_pool
 
 from tests.integration.conftest import SYSTEM_URI, undefine_if_present
 from tests.integration.test_ssh_transport import start_sshd, stop_sshd
@@ -68,13 +69,7 @@ def remote_uri(tmp_path: Path) -> Iterator[str]:
         conn = libvirt.open(SYSTEM_URI)
         try:
             undefine_if_present(conn, NAME)
-            pool = lookup_pool(conn, POOL)
-            if pool is not None:
-                for volume in pool.listAllVolumes(0):
-                    volume.delete(0)
-                if pool.isActive():
-                    pool.destroy()
-                pool.undefine()
+            remove_pool(conn, POOL)
         finally:
             conn.close()
         shutil.rmtree(POOL_DIR, ignore_errors=True)

@@ -11,6 +11,7 @@ from typing import Any
 
 import libvirt
 import pytest
+from pools import remove_pool
 
 from tests.integration.conftest import SYSTEM_URI, undefine_if_present
 from vmforge.domain.destroy import destroy_vm
@@ -41,13 +42,7 @@ def conn() -> Iterator[Any]:
     finally:
         for name in (A, B, C):
             undefine_if_present(conn, name)
-        pool = lookup_pool(conn, POOL)
-        if pool is not None:
-            for volume in pool.listAllVolumes(0):
-                volume.delete(0)
-            if pool.isActive():
-                pool.destroy()
-            pool.undefine()
+        remove_pool(conn, POOL)
         conn.close()
         shutil.rmtree(POOL_DIR, ignore_errors=True)
 
