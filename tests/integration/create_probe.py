@@ -41,7 +41,7 @@ def probe_spec(
         "[timeouts]",
         f'boot = "{boot}"',
         'agent = "300s"',
-        'shutdown = "10s"',  # the probe ignores shutdown requests: the snapshot step powers it off
+        'shutdown = "60s"',  # the probe powers off on ACPI/agent requests in seconds; this is the ceiling
     ]
     if ivshmem:
         lines += ["[display]", 'resolution = "640x480"', "[ivshmem]", "enabled = true"]
