@@ -23,7 +23,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vmforge.media import answer_iso
 from vmforge.media.answer_iso import FileOnDisk, write_answer_iso
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,13 +76,6 @@ def main() -> None:
                 os.fsync(fd)
                 os.close(fd)
 
-        def without_writeback() -> None:
-            saved, answer_iso._SYNC_RANGE = answer_iso._SYNC_RANGE, None
-            try:
-                write_answer_iso(out, on_disk)
-            finally:
-                answer_iso._SYNC_RANGE = saved
-
         def before_files() -> dict[str, object]:
             if hasattr(before, "FileOnDisk"):  # the writer already took files by path
                 return {n: before.FileOnDisk(f.path, f.sha256, f.size) for n, f in on_disk.items()}
@@ -93,7 +85,6 @@ def main() -> None:
             "genisoimage": lambda: genisoimage(False),
             "genisoimage + fsync": lambda: genisoimage(True),
             f"before ({commit})": lambda: before.write_answer_iso(out, before_files()),
-            "after, no early write-back": without_writeback,
             "after (this tree)": lambda: write_answer_iso(out, on_disk),
         }
         best = {name: [float("inf"), float("inf")] for name in runs}

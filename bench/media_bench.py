@@ -6,8 +6,8 @@
    thousand small files, as a ratio measured in one run.  Both read the tree from disk
    (vmforge gets :class:`FileOnDisk` entries with the sha256 its caller computed, as the media
    build does for packages).  vmforge fsyncs its image before the rename (a reused image must
-   be whole; write-back is started while it writes, so the fsync waits for less); genisoimage
-   does not, so both ratios are printed: against plain genisoimage and genisoimage + fsync.
+   be whole); genisoimage does not, so both ratios are printed: against plain genisoimage and
+   genisoimage + fsync.
    The runs alternate and the best of each is kept (the machine is shared).
 """
 

@@ -11,9 +11,9 @@ Windows reads UDF or Joliet; Linux mounts the UDF tree (the probe guest) and xor
 and pycdlib read Joliet or UDF, so a Rock Ridge tree would be a third copy of every name that no
 reader uses (it cost ~15% of the build).
 
-The image is byte-for-byte reproducible: pycdlib's clock and UDF random ids are pinned to ``epoch`` and a
-seed derived from the inputs while it writes.  The image's name on disk carries the inputs'
-hash, so an unchanged VM never rebuilds its media.
+The image is byte-for-byte reproducible: pycdlib's clock and UDF random ids are pinned to
+``epoch`` and a seed derived from the inputs while it writes.  The image's name on disk carries
+the inputs' hash, so an unchanged VM never rebuilds its media.
 
 A file's contents are either bytes or a :class:`FileOnDisk` (a local file with the sha256 its
 caller already computed): large files are never read into memory, their hash is not taken
@@ -23,7 +23,6 @@ twice, and their bytes are copied into the image by the kernel (``copy_file_rang
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
 import hashlib
 import io
@@ -32,7 +31,7 @@ import random
 import threading
 import time
 import types
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -53,28 +52,6 @@ _pin_lock = threading.Lock()
 _ORIGINAL_COPY = pycdlib.utils.copy_data_yield
 _ORIGINAL_NORMPATH = pycdlib.utils.normpath
 WRITE_BLOCKSIZE = 1 << 20  # pycdlib's default 32 KiB costs a Python round trip per block
-COPY_CHUNK = 16 << 20  # file data is copied, and its write-back to disk started, in chunks of this size
-_SYNC_FILE_RANGE_WRITE = 2  # <fcntl.h>: start write-back of the range's dirty pages, do not wait
-
-
-def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
-    try:
-        func = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (AttributeError, OSError):  # not Linux/glibc: the final fsync does all the work
-        return None
-    func.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
-    func.restype = ctypes.c_int
-    return func
-
-
-_SYNC_RANGE = _sync_file_range()
-
-
-def _start_writeback(fd: int, offset: int, length: int) -> None:
-    """Let the disk write ``length`` bytes at ``offset`` while pycdlib goes on, so the fsync
-    before the rename has little left to wait for.  Only a hint: errors are the fsync's to report."""
-    if _SYNC_RANGE is not None:
-        _SYNC_RANGE(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
 @dataclass(frozen=True)
@@ -126,12 +103,11 @@ def _copy_data_yield(data_length: int, blocksize: int, infp: BinaryIO, outfp: Bi
     src, dst, left = infp.tell(), outfp.tell(), data_length
     try:
         while left > 0:
-            copied = os.copy_file_range(in_fd, out_fd, min(left, COPY_CHUNK), src, dst)
+            copied = os.copy_file_range(in_fd, out_fd, min(left, 1 << 30), src, dst)
             if copied == 0:  # the file is shorter than stated: pycdlib's loop stops the same way
                 yield left
                 left = 0
                 break
-            _start_writeback(out_fd, dst, copied)
             src, dst, left = src + copied, dst + copied, left - copied
             yield copied
     except OSError:  # no in-kernel copy between these files: the rest the ordinary way
