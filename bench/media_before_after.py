@@ -1,10 +1,11 @@
-"""Answer-ISO writer before/after in one run (not CI):  .venv/bin/python bench/media_before_after.py [N]
+"""Answer-ISO writer before/after in one run (not CI):
+.venv/bin/python bench/media_before_after.py [N] [COMMIT]
 
-"before" is vmforge/media/answer_iso.py as of commit 26fa8d8 (contents as bytes in memory,
-pycdlib's 32 KiB copy loop), "after" the current writer (FileOnDisk entries, kernel copy,
-1 MiB blocks).  Both write the same tree as bench/media_bench.py, alternating with
-``genisoimage -J -joliet-long -udf`` (with and without an fsync of its output); best of N wall
-and CPU (user + system, children included) for each.
+"before" is vmforge/media/answer_iso.py as of COMMIT (default 26fa8d8: contents as bytes in
+memory, pycdlib's 32 KiB copy loop; b3136b3: FileOnDisk entries, kernel copy, 1 MiB blocks,
+Rock Ridge, plain fsync), "after" the current writer.  Both write the same tree as
+bench/media_bench.py, alternating with ``genisoimage -J -joliet-long -udf`` (with and without an
+fsync of its output); best of N wall and CPU (user + system, children included) for each.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BEFORE_COMMIT = "26fa8d8"
 
 
-def _load_before(work: Path):  # type: ignore[no-untyped-def]
+def _load_before(work: Path, commit: str):  # type: ignore[no-untyped-def]
     source = subprocess.run(
-        ["git", "-C", str(ROOT), "show", f"{BEFORE_COMMIT}:vmforge/media/answer_iso.py"],
+        ["git", "-C", str(ROOT), "show", f"{commit}:vmforge/media/answer_iso.py"],
         check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
     path = work / "answer_iso_before.py"
@@ -51,9 +52,10 @@ def _cpu() -> float:
 
 def main() -> None:
     repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    commit = sys.argv[2] if len(sys.argv) > 2 else BEFORE_COMMIT
     work = Path(tempfile.mkdtemp(prefix="vmforge-bench-"))
     try:
-        before = _load_before(work)
+        before = _load_before(work, commit)
         tree = work / "tree"
         sizes = {f"packages/big{n}.bin": 110 * 1024**2 for n in range(4)}
         sizes.update({f"$WinPEDriver$/drv{n // 100:02d}/file{n:04d}.inf": 8 * 1024 + n for n in range(3000)})
@@ -74,13 +76,16 @@ def main() -> None:
                 os.fsync(fd)
                 os.close(fd)
 
+        def before_files() -> dict[str, object]:
+            if hasattr(before, "FileOnDisk"):  # the writer already took files by path
+                return {n: before.FileOnDisk(f.path, f.sha256, f.size) for n, f in on_disk.items()}
+            return {n: (tree / n).read_bytes() for n in sizes}
+
         runs = {
             "genisoimage": lambda: genisoimage(False),
             "genisoimage + fsync": lambda: genisoimage(True),
-            "before (bytes in memory)": lambda: before.write_answer_iso(
-                out, {n: (tree / n).read_bytes() for n in sizes}
-            ),
-            "after (files on disk)": lambda: write_answer_iso(out, on_disk),
+            f"before ({commit})": lambda: before.write_answer_iso(out, before_files()),
+            "after (this tree)": lambda: write_answer_iso(out, on_disk),
         }
         best = {name: [float("inf"), float("inf")] for name in runs}
         for _ in range(repeats):

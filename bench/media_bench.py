@@ -1,12 +1,13 @@
 """Install-media benchmarks (not CI): run with  .venv/bin/python bench/media_bench.py [WORKDIR]
 
 1. ISO inspection time on a small and a multi-GB installer ISO (should not depend on size).
-2. Answer-ISO build time (vmforge/pycdlib, UDF + Joliet + Rock Ridge) against
+2. Answer-ISO build time (vmforge/pycdlib, UDF + Joliet) against
    ``genisoimage -J -joliet-long -udf`` on the same ~500 MB tree of a few large and a few
    thousand small files, as a ratio measured in one run.  Both read the tree from disk
    (vmforge gets :class:`FileOnDisk` entries with the sha256 its caller computed, as the media
    build does for packages).  vmforge fsyncs its image before the rename (a reused image must
-   be whole); genisoimage does not, so the ratio is also given against genisoimage + fsync.
+   be whole); genisoimage does not, so both ratios are printed: against plain genisoimage and
+   genisoimage + fsync.
    The runs alternate and the best of each is kept (the machine is shared).
 """
 

@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from pycdlib.pycdlibexception import PyCdlibInvalidInput
 
 from vmforge.errors import VmforgeError
 from vmforge.media.answer_iso import FileOnDisk, build_answer_iso, inputs_digest, write_answer_iso
@@ -43,3 +44,13 @@ def test_a_file_that_changed_since_it_was_checked_is_refused(tmp_path: Path) -> 
     with pytest.raises(VmforgeError, match="cannot be read"):
         write_answer_iso(out, {"vmforge/packages/p/pkg.bin": entry})
     assert [p.name for p in tmp_path.iterdir() if p.is_file()] == []  # no image, no temporary file
+
+
+def test_the_normpath_shortcut_agrees_with_pycdlibs_own() -> None:
+    from vmforge.media.answer_iso import _ORIGINAL_NORMPATH, _normpath
+
+    for path in ("/a", "/$WinPEDriver$/viostor/x.inf", "/a.b/c", "/", "/a/", "/a//b", "/./a", "/a/../b", "/.x/y", ""):
+        assert _normpath(path) == _ORIGINAL_NORMPATH(path), path
+    for bad in ("a/b", "../a"):
+        with pytest.raises(PyCdlibInvalidInput):
+            _normpath(bad)

@@ -1,4 +1,4 @@
-"""The answer media: a small ISO (ISO9660 level 4 + Rock Ridge + Joliet + UDF 2.60).
+"""The answer media: a small ISO (ISO9660 level 4 + Joliet + UDF 2.60, no Rock Ridge).
 
 Layout::
 
@@ -7,10 +7,13 @@ Layout::
     /vmforge/bootstrap.ps1        started by the first-logon command
     /vmforge/packages/...         the spec's packages (see vmforge.media.package_media)
 
-Windows reads UDF or Joliet; Rock Ridge gives Linux readers the same names.  The image is
-byte-for-byte reproducible: pycdlib's clock and UDF random ids are pinned to ``epoch`` and a
-seed derived from the inputs while it writes.  The image's name on disk carries the inputs'
-hash, so an unchanged VM never rebuilds its media.
+Windows reads UDF or Joliet; Linux mounts the UDF tree (the probe guest) and xorriso, isoinfo -J
+and pycdlib read Joliet or UDF, so a Rock Ridge tree would be a third copy of every name that no
+reader uses (it cost ~15% of the build).
+
+The image is byte-for-byte reproducible: pycdlib's clock and UDF random ids are pinned to
+``epoch`` and a seed derived from the inputs while it writes.  The image's name on disk carries
+the inputs' hash, so an unchanged VM never rebuilds its media.
 
 A file's contents are either bytes or a :class:`FileOnDisk` (a local file with the sha256 its
 caller already computed): large files are never read into memory, their hash is not taken
@@ -47,6 +50,7 @@ DEFAULT_EPOCH = 1_577_836_800  # 2020-01-01T00:00:00Z
 _PINNED_MODULES = (pycdlib.pycdlib, pycdlib.headervd, pycdlib.udf, pycdlib.dates, pycdlib.utils)
 _pin_lock = threading.Lock()
 _ORIGINAL_COPY = pycdlib.utils.copy_data_yield
+_ORIGINAL_NORMPATH = pycdlib.utils.normpath
 WRITE_BLOCKSIZE = 1 << 20  # pycdlib's default 32 KiB costs a Python round trip per block
 
 
@@ -114,10 +118,20 @@ def _copy_data_yield(data_length: int, blocksize: int, infp: BinaryIO, outfp: Bi
         yield from _ORIGINAL_COPY(left, blocksize, infp, outfp)
 
 
+def _normpath(path: str) -> bytes:
+    """pycdlib's path normalisation (~3 calls per added file), skipped for paths that are already
+    normal: absolute, no empty, '.' or '..' component (every component is non-empty and none
+    starts with a dot), no trailing slash.  Anything else goes to pycdlib's own."""
+    if path.startswith("/") and not path.endswith("/") and "//" not in path and "/." not in path:
+        return path.encode("utf-8")
+    result: bytes = _ORIGINAL_NORMPATH(path)
+    return result
+
+
 @contextlib.contextmanager
 def _pinned_clock(epoch: int, seed: int) -> Iterator[None]:
     """pycdlib stamps wall-clock times and random UDF ids; pin both while one image is written
-    (and copy file data in the kernel meanwhile)."""
+    (and meanwhile copy file data in the kernel and skip normalising paths that are normal)."""
     fake_time = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if not k.startswith("__")})
     fake_time.time = lambda: float(epoch)
     # No dependence on the host's time zone; one conversion serves the ~5 stamps of every record.
@@ -132,12 +146,14 @@ def _pinned_clock(epoch: int, seed: int) -> Iterator[None]:
                 setattr(module, "time", fake_time)  # noqa: B010
             setattr(pycdlib.udf, "random", fake_random)  # noqa: B010
             setattr(pycdlib.utils, "copy_data_yield", _copy_data_yield)  # noqa: B010
+            setattr(pycdlib.utils, "normpath", _normpath)  # noqa: B010
             yield
         finally:
             for module, original in saved:
                 setattr(module, "time", original)  # noqa: B010
             setattr(pycdlib.udf, "random", saved_random)  # noqa: B010
             setattr(pycdlib.utils, "copy_data_yield", _ORIGINAL_COPY)  # noqa: B010
+            setattr(pycdlib.utils, "normpath", _ORIGINAL_NORMPATH)  # noqa: B010
 
 
 def _iso9660_name(name: str, is_dir: bool) -> str:
@@ -159,7 +175,7 @@ def _layout_seed(files: Mapping[str, MediaContent], epoch: int) -> int:
 def _write_iso(files: Mapping[str, MediaContent], out: BinaryIO, epoch: int) -> None:
     with _pinned_clock(epoch, _layout_seed(files, epoch)):
         iso = pycdlib.PyCdlib()
-        iso.new(interchange_level=4, joliet=3, rock_ridge="1.09", udf="2.60", vol_ident=VOLUME_LABEL)
+        iso.new(interchange_level=4, joliet=3, udf="2.60", vol_ident=VOLUME_LABEL)
         iso_dirs: dict[str, str] = {"": ""}
         for name in sorted(files):
             parts = name.split("/")
@@ -169,16 +185,15 @@ def _write_iso(files: Mapping[str, MediaContent], out: BinaryIO, epoch: int) -> 
                     continue
                 parent = iso_dirs["/".join(parts[: depth - 1])]
                 iso_dirs[rel] = f"{parent}/{_iso9660_name(parts[depth - 1], True)}"
-                iso.add_directory(iso_dirs[rel], rr_name=parts[depth - 1], joliet_path=f"/{rel}", udf_path=f"/{rel}")
+                iso.add_directory(iso_dirs[rel], joliet_path=f"/{rel}", udf_path=f"/{rel}")
             content = files[name]
             iso_path = f"{iso_dirs['/'.join(parts[:-1])]}/{_iso9660_name(parts[-1], False)}"
-            rr_name, joliet, udf = parts[-1], f"/{name}", f"/{name}"
+            joliet, udf = f"/{name}", f"/{name}"
             if isinstance(content, FileOnDisk):
                 _check_unchanged(name, content)  # opened only while its data is written
-                iso.add_file(str(content.path), iso_path, rr_name=rr_name, joliet_path=joliet, udf_path=udf)
+                iso.add_file(str(content.path), iso_path, joliet_path=joliet, udf_path=udf)
             else:
-                iso.add_fp(io.BytesIO(content), len(content), iso_path, rr_name=rr_name, joliet_path=joliet,
-                           udf_path=udf)  # fmt: skip
+                iso.add_fp(io.BytesIO(content), len(content), iso_path, joliet_path=joliet, udf_path=udf)  # fmt: skip
         iso.write_fp(out, blocksize=WRITE_BLOCKSIZE)
         iso.close()
 
