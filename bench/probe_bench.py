@@ -11,6 +11,8 @@ each, so all see the same machine load (the machine is shared: compare within on
 - ``probe``: the image as built (the uncompressed vmlinux through PVH entry, ``CMDLINE``);
 - ``baseline_previous_cmdline``: the same, with the kernel command line from before the
   boot-time options (``BASELINE_CMDLINE``);
+- ``baseline_image`` (``--baseline-image DIR``): an older cached image (``~/.cache/vmforge/probe/<key>``,
+  e.g. the one built before a change to the init, modules or command line), with its own line;
 - ``probe_extra_cmdline`` (``--extra-cmdline``): ``CMDLINE`` plus the given options, to try one;
 - ``baseline_bzimage`` (``--bzimage``): the same initramfs behind Debian's XZ bzImage.
 
@@ -121,6 +123,16 @@ def copy_throughput(image: ProbeImage, work: Path, mb: int) -> dict[str, float]:
     return results
 
 
+def cached_image(folder: Path, current: ProbeImage) -> ProbeImage:
+    """An older probe image from the cache (other init, modules, command line) as a baseline."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    kernel = folder / "vmlinux" if (folder / "vmlinux").is_file() else folder / "vmlinuz"
+    cmdline = manifest.get("inputs", {}).get("cmdline", BASELINE_CMDLINE)
+    return dataclasses.replace(
+        current, key=manifest["key"], kernel=kernel, initrd=folder / "initrd.img", cmdline=cmdline, manifest=manifest
+    )
+
+
 def median(runs: list[dict[str, Any]], key: str) -> float | None:
     values = [r[key] for r in runs if r.get(key) is not None]
     return round(statistics.median(values), 2) if values else None
@@ -137,6 +149,11 @@ def main() -> int:
         help="also boot a variant with these kernel options appended (compared in the same run)",
     )
     parser.add_argument("--bzimage", action="store_true", help="also boot Debian's XZ bzImage (PVH's baseline)")
+    parser.add_argument(
+        "--baseline-image",
+        type=Path,
+        help="also boot an older cached probe image (a cache_home()/probe/<key> folder) with its own command line",
+    )
     parser.add_argument("--no-copy", action="store_true", help="skip the agent copy throughput part")
     args = parser.parse_args()
     results: dict[str, Any] = {"load_average_1m_start": round(os.getloadavg()[0], 2)}
@@ -146,6 +163,8 @@ def main() -> int:
     kernels = {"probe": image, "baseline_previous_cmdline": dataclasses.replace(image, cmdline=BASELINE_CMDLINE)}
     if args.extra_cmdline:
         kernels["probe_extra_cmdline"] = dataclasses.replace(image, cmdline=image.cmdline_with(args.extra_cmdline))
+    if args.baseline_image:
+        kernels["baseline_image"] = cached_image(args.baseline_image, image)
     if args.bzimage:
         kernels["baseline_bzimage"] = dataclasses.replace(image, kernel=image.bzimage)
     results["cmdlines"] = {name: boot_image.cmdline for name, boot_image in kernels.items()}
