@@ -2,12 +2,21 @@
 throughput (vs a local copy of the same file), in one run.
 
     .venv/bin/python bench/probe_bench.py [--runs 2] [--mb 16] [--json]
+        [--extra-cmdline "OPTS"] [--bzimage] [--no-copy]
 
 Boots the cached probe image under plain QEMU (TCG) with the test helper in
-tests/integration/probe_vm.py, alternating the kernel the probe boots (the uncompressed vmlinux
-through PVH entry) with the baseline (the same initramfs behind Debian's XZ bzImage, which the
-probe booted before), ``--runs`` times each, so both see the same machine load.  Each boot is
-timed from QEMU's start to the first answered ``guest-ping``, and split by when each
+tests/integration/probe_vm.py, alternating between variants of the same image, ``--runs`` times
+each, so all see the same machine load (the machine is shared: compare within one run only):
+
+- ``probe``: the image as built (the uncompressed vmlinux through PVH entry, ``CMDLINE``);
+- ``baseline_previous_cmdline``: the same, with the kernel command line from before the
+  boot-time options (``BASELINE_CMDLINE``);
+- ``baseline_image`` (``--baseline-image DIR``): an older cached image (``~/.cache/vmforge/probe/<key>``,
+  e.g. the one built before a change to the init, modules or command line), with its own line;
+- ``probe_extra_cmdline`` (``--extra-cmdline``): ``CMDLINE`` plus the given options, to try one;
+- ``baseline_bzimage`` (``--bzimage``): the same initramfs behind Debian's XZ bzImage.
+
+Each boot is timed from QEMU's start to the first answered ``guest-ping``, and split by when each
 ``VMFORGE-PHASE`` marker shows up in the serial log (polled every 50 ms):
 
 - ``to_init``: firmware, kernel load/decompression and kernel boot, until the init's first marker;
@@ -17,7 +26,7 @@ timed from QEMU's start to the first answered ``guest-ping``, and split by when 
 
 Then a random file goes into the guest and back through the agent's QEMU socket, verified by
 the guest's sha256sum.  Target: boot-to-agent under 5 s with TCG (``meets_target`` is the median
-of the PVH runs).  Not part of CI: figures depend on the machine and its load (reported).
+of the ``probe`` runs).  Not part of CI: figures depend on the machine and its load (reported).
 """
 
 from __future__ import annotations
@@ -46,6 +55,9 @@ from vmforge.guest.transport import GuestError  # noqa: E402
 from vmforge.probe.image import ProbeImage, ensure_probe_image  # noqa: E402
 
 TARGET_SECONDS = 5.0
+# The probe's kernel command line before the boot-time options (the baseline each run compares
+# against, booted alternately with the current CMDLINE from the same image).
+BASELINE_CMDLINE = "console=ttyS0 panic=-1 loglevel=4"
 MARKS = ("probe-init", "probe-modules", "probe-media", "probe-ready", "probe-agent")
 
 
@@ -111,6 +123,16 @@ def copy_throughput(image: ProbeImage, work: Path, mb: int) -> dict[str, float]:
     return results
 
 
+def cached_image(folder: Path, current: ProbeImage) -> ProbeImage:
+    """An older probe image from the cache (other init, modules, command line) as a baseline."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    kernel = folder / "vmlinux" if (folder / "vmlinux").is_file() else folder / "vmlinuz"
+    cmdline = manifest.get("inputs", {}).get("cmdline", BASELINE_CMDLINE)
+    return dataclasses.replace(
+        current, key=manifest["key"], kernel=kernel, initrd=folder / "initrd.img", cmdline=cmdline, manifest=manifest
+    )
+
+
 def median(runs: list[dict[str, Any]], key: str) -> float | None:
     values = [r[key] for r in runs if r.get(key) is not None]
     return round(statistics.median(values), 2) if values else None
@@ -121,12 +143,31 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=2, help="boots per kernel (alternating)")
     parser.add_argument("--mb", type=int, default=16, help="size of the copied file in MiB")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--extra-cmdline",
+        default="",
+        help="also boot a variant with these kernel options appended (compared in the same run)",
+    )
+    parser.add_argument("--bzimage", action="store_true", help="also boot Debian's XZ bzImage (PVH's baseline)")
+    parser.add_argument(
+        "--baseline-image",
+        type=Path,
+        help="also boot an older cached probe image (a cache_home()/probe/<key> folder) with its own command line",
+    )
+    parser.add_argument("--no-copy", action="store_true", help="skip the agent copy throughput part")
     args = parser.parse_args()
     results: dict[str, Any] = {"load_average_1m_start": round(os.getloadavg()[0], 2)}
     started = time.monotonic()
     image = ensure_probe_image(MACHINE_CACHE)
     results["image_seconds"] = round(time.monotonic() - started, 2)
-    kernels = {"pvh_vmlinux": image, "baseline_bzimage": dataclasses.replace(image, kernel=image.bzimage)}
+    kernels = {"probe": image, "baseline_previous_cmdline": dataclasses.replace(image, cmdline=BASELINE_CMDLINE)}
+    if args.extra_cmdline:
+        kernels["probe_extra_cmdline"] = dataclasses.replace(image, cmdline=image.cmdline_with(args.extra_cmdline))
+    if args.baseline_image:
+        kernels["baseline_image"] = cached_image(args.baseline_image, image)
+    if args.bzimage:
+        kernels["baseline_bzimage"] = dataclasses.replace(image, kernel=image.bzimage)
+    results["cmdlines"] = {name: boot_image.cmdline for name, boot_image in kernels.items()}
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in kernels}
     with tempfile.TemporaryDirectory(prefix="vmforge-bench-") as tmp:
         for index in range(args.runs):
@@ -137,21 +178,32 @@ def main() -> int:
         results["boots"] = runs
         for name in kernels:
             results[name] = {key: median(runs[name], key) for key in runs[name][0]}
-        ours, base = results["pvh_vmlinux"]["boot_to_agent"], results["baseline_bzimage"]["boot_to_agent"]
-        results["ratio_to_baseline"] = round(ours / base, 2) if ours and base else None
+        ours = results["probe"]["boot_to_agent"]
+        for name in kernels:
+            theirs = results[name]["boot_to_agent"]
+            if name != "probe":
+                results[f"ratio_to_{name}"] = round(ours / theirs, 2) if ours and theirs else None
         results["target_seconds"] = TARGET_SECONDS
         results["meets_target"] = bool(ours is not None and ours < TARGET_SECONDS)
+        if args.no_copy:
+            results["load_average_1m_end"] = round(os.getloadavg()[0], 2)
+            _print(results, args.json)
+            return 0
         copy_dir = Path(tmp) / "copy"
         copy_dir.mkdir()
         results.update(copy_throughput(image, copy_dir, args.mb))
     results["load_average_1m_end"] = round(os.getloadavg()[0], 2)
-    if args.json:
+    _print(results, args.json)
+    return 0
+
+
+def _print(results: dict[str, Any], as_json: bool) -> None:
+    if as_json:
         print(json.dumps(results, indent=2))
     else:
         for key, value in results.items():
             if key != "boots":
                 print(f"{key:32} {value}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from vmforge.errors import VmforgeError
-from vmforge.probe.image import load_order, module_name, parse_modules_dep
+from vmforge.probe.image import MODULE_SIG_MAGIC, load_order, module_name, parse_modules_dep, strip_module_signature
 
 # Lines as busybox depmod wrote them for linux-image-6.1.0-56-amd64.
 MODULES_DEP = """\
@@ -51,3 +51,17 @@ def test_dependency_loop_is_an_error() -> None:
 
 def test_module_name_strips_compression_suffixes() -> None:
     assert module_name("kernel/lib/crc-itu-t.ko.xz") == "crc_itu_t"
+
+
+def test_module_signature_is_cut_off_exactly() -> None:
+    body = b"\x7fELF" + bytes(range(256)) * 4
+    signature = b"\x30\x82" + b"S" * 510
+    info = bytes([0, 0, 2, 0, 0, 0, 0, 0]) + len(signature).to_bytes(4, "big")
+    assert strip_module_signature(body + signature + info + MODULE_SIG_MAGIC) == body
+    assert strip_module_signature(body) == body
+
+
+def test_malformed_signature_trailer_is_an_error() -> None:
+    info = bytes(8) + (10_000).to_bytes(4, "big")
+    with pytest.raises(VmforgeError, match="signature trailer"):
+        strip_module_signature(b"short" + info + MODULE_SIG_MAGIC)
