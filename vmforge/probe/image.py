@@ -199,7 +199,7 @@ def _init_files() -> dict[str, bytes]:
 # apt's and dpkg's databases: while none of them changed, what apt would install and what is
 # installed cannot have changed either, so the package facts are taken from a small memo.
 APT_STATE = ("var/lib/dpkg/status", "var/cache/apt/pkgcache.bin", "var/lib/apt/lists")
-APT_MEMO = "apt-facts.json"
+APT_MEMO = ".apt-facts.json"  # hidden, like the lock files: cache entries are the visible names
 
 
 def apt_stamp(root: Path = Path("/")) -> str:
@@ -237,7 +237,7 @@ def apt_facts(memo_dir: Path | None = None, root: Path = Path("/")) -> dict[str,
     facts = _apt_facts()
     with contextlib.suppress(OSError):  # a memo that cannot be written only costs the next caller time
         memo.parent.mkdir(parents=True, exist_ok=True)
-        partial = memo.with_name(f".{APT_MEMO}.{os.getpid()}")
+        partial = memo.with_name(f"{APT_MEMO}.{os.getpid()}.tmp")
         partial.write_text(json.dumps({"format": FORMAT, "stamp": stamp, "facts": facts}, sort_keys=True))
         partial.replace(memo)
     return facts
