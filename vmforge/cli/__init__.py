@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -106,11 +107,16 @@ def _report(message: str, hint: str | None, code: int, as_json: bool, extra: dic
         sys.stderr.flush()
 
 
+def _terminated(signum: int, frame: Any) -> NoReturn:
+    raise KeyboardInterrupt  # unwind like Ctrl-C: every finally/cleanup runs (probe domains, locks)
+
+
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     args = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in args
     debug = "--debug" in args or os.environ.get("VMFORGE_DEBUG") == "1"
     setup_logging(debug)
+    signal.signal(signal.SIGTERM, _terminated)  # `kill`, timeouts, CI cancelling a job
     code = 0
     try:
         result = cli.main(args=args, prog_name="vmforge", standalone_mode=False)
