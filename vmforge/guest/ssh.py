@@ -228,7 +228,10 @@ class SshTransport(GuestTransport):
                 if channel.recv_stderr_ready():
                     err.extend(channel.recv_stderr(65536))
                     busy = True
-                if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
+                # OpenSSH may send the exit status while output is still held back by the channel
+                # window: done only once the output has ended (EOF) and is all read.
+                drained = not channel.recv_ready() and not channel.recv_stderr_ready()
+                if channel.exit_status_ready() and channel.eof_received and drained:
                     break
                 if channel.closed and not busy:
                     break
