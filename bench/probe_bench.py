@@ -2,7 +2,7 @@
 throughput (vs a local copy of the same file), in one run.
 
     .venv/bin/python bench/probe_bench.py [--runs 2] [--mb 16] [--json]
-        [--extra-cmdline "OPTS"] [--bzimage] [--no-copy]
+        [--extra-cmdline "OPTS"] [--bzimage] [--baseline-image DIR] [--vmforge-probe] [--no-copy]
 
 Boots the cached probe image under plain QEMU (TCG) with the test helper in
 tests/integration/probe_vm.py, alternating between variants of the same image, ``--runs`` times
@@ -14,14 +14,19 @@ each, so all see the same machine load (the machine is shared: compare within on
 - ``baseline_image`` (``--baseline-image DIR``): an older cached image (``~/.cache/vmforge/probe/<key>``,
   e.g. the one built before a change to the init, modules or command line), with its own line;
 - ``probe_extra_cmdline`` (``--extra-cmdline``): ``CMDLINE`` plus the given options, to try one;
-- ``baseline_bzimage`` (``--bzimage``): the same initramfs behind Debian's XZ bzImage.
+- ``baseline_bzimage`` (``--bzimage``): the same initramfs behind Debian's XZ bzImage;
+- ``vmforge_probe_demo`` (``--vmforge-probe``): ``vmforge probe`` itself on the built-in demo spec
+  (renamed ``vmforge-bench``), through libvirtd, once per round: the domain vmforge builds
+  (PCIe root ports, USB, virtio-gpu, ivshmem, a fresh 1 GiB virtio disk the probe formats), timed
+  by ``run_probe`` from the domain's start to the agent's answer.  Reported beside the plain
+  boots, not part of ``meets_target``.
 
 Each boot is timed from QEMU's start to the first answered ``guest-ping``, and split by when each
 ``VMFORGE-PHASE`` marker shows up in the serial log (polled every 50 ms):
 
 - ``to_init``: firmware, kernel load/decompression and kernel boot, until the init's first marker;
-- ``modules``: ``probe-init`` -> ``probe-modules`` (insmod of the listed modules);
-- ``devices``: ``probe-modules`` -> ``probe-media`` (block devices settle, CDs mounted);
+- ``modules``: ``probe-init`` -> ``probe-modules`` (modprobe of what the hardware needs);
+- ``devices``: ``probe-modules`` -> ``probe-media`` (the CD drives the command line names, mounted);
 - ``to_agent``: ``probe-media`` -> the agent answering (disk, probe-ready, qemu-ga start).
 
 Then a random file goes into the guest and back through the agent's QEMU socket, verified by
@@ -48,11 +53,17 @@ sys.path[:0] = [str(REPO), str(REPO / "tests" / "integration")]
 
 from probe_vm import MACHINE_CACHE, ProbeVm, boot_probe  # noqa: E402
 
+from vmforge.domain.review import plan_on_host  # noqa: E402
 from vmforge.guest.agent import AgentTransport  # noqa: E402
 from vmforge.guest.os_linux import LinuxAdapter  # noqa: E402
 from vmforge.guest.session import Guest  # noqa: E402
 from vmforge.guest.transport import GuestError  # noqa: E402
+from vmforge.libvirt_conn import connect  # noqa: E402
 from vmforge.probe.image import ProbeImage, ensure_probe_image  # noqa: E402
+from vmforge.probe.run import run_probe  # noqa: E402
+from vmforge.probe.specs import BUILTIN_SPECS  # noqa: E402
+from vmforge.spec import Overrides, load_spec  # noqa: E402
+from vmforge.ui import Reporter  # noqa: E402
 
 TARGET_SECONDS = 5.0
 # The probe's kernel command line before the boot-time options (the baseline each run compares
@@ -123,6 +134,26 @@ def copy_throughput(image: ProbeImage, work: Path, mb: int) -> dict[str, float]:
     return results
 
 
+def vmforge_probe_boot(image: ProbeImage) -> dict[str, Any]:
+    """One ``vmforge probe --builtin probe-demo --set vm.name=vmforge-bench`` through the library."""
+    spec, _source = load_spec(BUILTIN_SPECS["probe-demo"], Overrides(["vm.name=vmforge-bench"]))
+    conn = connect(spec.vm.connect)
+    try:
+        report = run_probe(conn, plan_on_host(conn, spec), image, reporter=Reporter(quiet=True))
+    finally:
+        conn.close()
+    if not report.ok:
+        raise SystemExit(f"vmforge probe failed: {report.problems}")
+    marks = {phase["phase"]: phase["t"] for phase in report.phases}  # seconds after probe-init
+    agent_after_init = marks.get("probe-agent")
+    return {
+        "boot_to_agent": round(report.boot_to_agent_s, 2),
+        "to_init": round(report.boot_to_agent_s - agent_after_init, 2) if agent_after_init is not None else None,
+        "modules": marks.get("probe-modules"),
+        "disk": round(marks["probe-disk"] - marks["probe-media"], 2) if "probe-disk" in marks else None,
+    }
+
+
 def cached_image(folder: Path, current: ProbeImage) -> ProbeImage:
     """An older probe image from the cache (other init, modules, command line) as a baseline."""
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -140,7 +171,7 @@ def median(runs: list[dict[str, Any]], key: str) -> float | None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--runs", type=int, default=2, help="boots per kernel (alternating)")
+    parser.add_argument("--runs", type=int, default=2, help="boots per kernel (alternating rounds)")
     parser.add_argument("--mb", type=int, default=16, help="size of the copied file in MiB")
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
@@ -155,6 +186,11 @@ def main() -> int:
         help="also boot an older cached probe image (a cache_home()/probe/<key> folder) with its own command line",
     )
     parser.add_argument("--no-copy", action="store_true", help="skip the agent copy throughput part")
+    parser.add_argument(
+        "--vmforge-probe",
+        action="store_true",
+        help="also run 'vmforge probe' on the built-in demo spec through libvirtd, once per round",
+    )
     args = parser.parse_args()
     results: dict[str, Any] = {"load_average_1m_start": round(os.getloadavg()[0], 2)}
     started = time.monotonic()
@@ -169,15 +205,19 @@ def main() -> int:
         kernels["baseline_bzimage"] = dataclasses.replace(image, kernel=image.bzimage)
     results["cmdlines"] = {name: boot_image.cmdline for name, boot_image in kernels.items()}
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in kernels}
+    if args.vmforge_probe:
+        runs["vmforge_probe_demo"] = []
     with tempfile.TemporaryDirectory(prefix="vmforge-bench-") as tmp:
         for index in range(args.runs):
             for name, boot_image in kernels.items():
                 work = Path(tmp) / f"{name}-{index}"
                 work.mkdir()
                 runs[name].append(timed_boot(boot_image, work))
+            if args.vmforge_probe:
+                runs["vmforge_probe_demo"].append(vmforge_probe_boot(image))
         results["boots"] = runs
-        for name in kernels:
-            results[name] = {key: median(runs[name], key) for key in runs[name][0]}
+        for name, boots in runs.items():
+            results[name] = {key: median(boots, key) for key in boots[0]}
         ours = results["probe"]["boot_to_agent"]
         for name in kernels:
             theirs = results[name]["boot_to_agent"]

@@ -5,7 +5,6 @@ Uses the real apt-get/dpkg-deb/busybox/ldd on this host and Debian's mirror (CI 
 
 from __future__ import annotations
 
-import gzip
 import multiprocessing
 import shutil
 import subprocess
@@ -22,14 +21,14 @@ pytestmark = pytest.mark.integration
 
 
 def initramfs_listing(image: ProbeImage) -> list[str]:
-    raw = gzip.decompress(image.initrd.read_bytes())
+    raw = image.initrd.read_bytes()
     return (
         subprocess.run(["cpio", "-it", "--quiet"], input=raw, capture_output=True, check=True).stdout.decode().split()
     )
 
 
 def extract(image: ProbeImage, member: str, dest: Path) -> bytes:
-    raw = gzip.decompress(image.initrd.read_bytes())
+    raw = image.initrd.read_bytes()
     subprocess.run(["cpio", "-id", "--quiet", member], input=raw, cwd=dest, check=True)
     return (dest / member).read_bytes()
 
@@ -65,12 +64,21 @@ def test_image_holds_init_agent_libraries_and_modules_in_order(probe_image: Prob
     for library in probe_image.manifest["libraries"]:
         assert library.lstrip("/") in names
     assert any(n.endswith("libglib-2.0.so.0") for n in names)
-    order = extract(probe_image, "etc/vmforge/modules", tmp_path).decode().split()
-    assert order == probe_image.manifest["modules"]
-    short = [Path(m).name.removesuffix(".ko") for m in order]
-    for before, after in [("virtio_ring", "virtio"), ("virtio", "virtio_pci"), ("virtio", "virtio_console"),
-                          ("libata", "ahci"), ("cdrom", "sr_mod"), ("crc-itu-t", "udf"), ("jbd2", "ext4")]:  # fmt: skip
-        assert short.index(before) < short.index(after), (before, after)
+    order = probe_image.manifest["modules"]
+    table = [line.split() for line in extract(probe_image, "etc/vmforge/modules", tmp_path).decode().splitlines()]
+    by_trigger: dict[str, list[str]] = {}
+    for trigger, _name, path in table:
+        by_trigger.setdefault(trigger, []).append(Path(path).name.removesuffix(".ko"))
+        assert path in order
+    assert {p for _t, _n, p in table} == set(order)
+    pairs = [
+        ("always", "virtio_ring", "virtio"), ("always", "virtio", "virtio_pci"), ("always", "virtio", "virtio_console"),
+        ("pci-class=0106", "libata", "ahci"), ("scsi=5", "cdrom", "sr_mod"), ("scsi=5", "crc-itu-t", "udf"),
+        ("arg=vmforge.disk", "jbd2", "ext4"), ("pci=1af4:1110", "vfio", "vfio-pci"),
+    ]  # fmt: skip
+    for trigger, before, after in pairs:
+        short = by_trigger[trigger]
+        assert short.index(before) < short.index(after), (trigger, before, after)
     release = probe_image.manifest["kernel_release"]
     for module in order:
         assert f"lib/modules/{release}/{module}" in names
@@ -99,6 +107,6 @@ def test_damaged_cache_is_rebuilt_once_by_concurrent_callers(probe_image: ProbeI
     assert sorted(p.name for p in probe_dir.iterdir() if not p.name.startswith(".")) == [probe_image.key]
     assert not [p for p in probe_dir.iterdir() if p.name.startswith(".build-")]  # no half-built leftovers
     rebuilt = ensure_probe_image(cache)
-    assert gzip.decompress(rebuilt.initrd.read_bytes())[:6] == b"070701"
+    assert rebuilt.initrd.read_bytes()[:6] == b"070701"
     # The same inputs give the same bytes: the rebuild equals the machine cache's image.
     assert rebuilt.initrd.read_bytes() == probe_image.initrd.read_bytes()

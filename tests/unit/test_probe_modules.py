@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from vmforge.errors import VmforgeError
-from vmforge.probe.image import MODULE_SIG_MAGIC, load_order, module_name, parse_modules_dep, strip_module_signature
+from vmforge.probe.image import (
+    MODULE_SIG_MAGIC,
+    load_order,
+    module_name,
+    module_table,
+    parse_modules_dep,
+    strip_module_signature,
+)
 
 # Lines as busybox depmod wrote them for linux-image-6.1.0-56-amd64.
 MODULES_DEP = """\
@@ -37,6 +44,28 @@ def test_dependencies_load_first_and_once() -> None:
                 assert order.index(dep) < order.index(module), (dep, module)
     assert names[-1] == "udf"
     assert "crc_itu_t" in names  # dash and underscore are the same module name
+
+
+def test_module_table_gives_each_trigger_its_groups_whole_closure_in_order() -> None:
+    deps = parse_modules_dep(MODULES_DEP)
+    groups = [(("always",), ("virtio_console",)), (("scsi=5", "arg=vmforge.cd"), ("sr_mod", "udf"))]
+    lines = [line.split() for line in module_table(deps, groups)]
+    assert all(len(line) == 3 for line in lines)  # TRIGGER NAME PATH, as probe-init reads them
+    by_trigger: dict[str, list[str]] = {}
+    for trigger, name, path in lines:
+        assert name == module_name(path)
+        by_trigger.setdefault(trigger, []).append(path)
+    assert [module_name(p) for p in by_trigger["always"]] == ["virtio_ring", "virtio", "virtio_console"]
+    # Each trigger of a group carries the same closure: cdrom once, before both users.
+    assert by_trigger["scsi=5"] == by_trigger["arg=vmforge.cd"]
+    names = [module_name(p) for p in by_trigger["scsi=5"]]
+    assert names.count("cdrom") == 1 and names.index("cdrom") < names.index("sr_mod") < names.index("udf")
+    assert names.index("crc_itu_t") < names.index("udf")
+
+
+def test_a_trigger_with_a_space_is_refused() -> None:
+    with pytest.raises(VmforgeError, match="single word"):
+        module_table(parse_modules_dep(MODULES_DEP), [(("pci=1af4:1001 x",), ("virtio_console",))])
 
 
 def test_unknown_module_is_an_error() -> None:

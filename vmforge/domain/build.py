@@ -64,7 +64,7 @@ def build_domain(
         virt_type=plan.virt_type.value,
         memory_kib=plan.memory // 1024,
         vcpus=plan.vcpus,
-        os=OsBoot(machine=plan.machine, uefi=uefi, direct=_direct(plan)),
+        os=OsBoot(machine=plan.machine, uefi=uefi, direct=_direct(plan, disks)),
         features=Features(hyperv=enlightened, hide_hypervisor=hide, smm=bool(uefi and uefi.secure)),
         cpu=Cpu(plan.cpu_mode, plan.vcpus),
         clock=Clock(windows=windows, hyperv=enlightened),
@@ -87,11 +87,15 @@ def build_domain(
     )
 
 
-def _direct(plan: Plan) -> DirectKernel | None:
+def _direct(plan: Plan, disks: tuple[VolumeDisk | CdromDisk, ...]) -> DirectKernel | None:
+    """The directly booted kernel (the probe); its command line also says how many CD drives
+    the domain has (``vmforge.cds=N``), so the probe's init waits for exactly those drives
+    instead of waiting for the block devices to settle."""
     boot = plan.direct_boot
     if boot is None:
         return None
-    return DirectKernel(str(boot.kernel), str(boot.initrd), boot.cmdline)
+    cds = sum(isinstance(disk, CdromDisk) for disk in disks)
+    return DirectKernel(str(boot.kernel), str(boot.initrd), f"{boot.cmdline} vmforge.cds={cds}")
 
 
 def _disks(plan: Plan, shape: Shape, media: Mapping[str, VolumeRef]) -> tuple[tuple[VolumeDisk | CdromDisk, ...], bool]:

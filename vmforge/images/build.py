@@ -36,7 +36,7 @@ def probe_content_script(device: str) -> str:
     return (
         "set -e; mkdir -p /mnt/disk; "
         f"if ! grep -q ' /mnt/disk ' /proc/mounts; then mount /dev/{device} /mnt/disk 2>/dev/null "
-        f"|| {{ mke2fs -q /dev/{device} && mount /dev/{device} /mnt/disk; }}; fi; "
+        f"|| {{ mke2fs -q -i 262144 /dev/{device} && mount /dev/{device} /mnt/disk; }}; fi; "
         f"mkdir -p /mnt/disk/vmforge; echo 'vmforge golden probe image' > {GOLDEN_FILE}; sync"
     )
 

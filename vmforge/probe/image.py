@@ -3,8 +3,9 @@
 Everything comes from Debian packages fetched with ``apt-get download`` (no other network):
 
 - ``linux-image-amd64`` (the generic kernel; the cloud flavour lacks AHCI, so it cannot see q35's
-  SATA CD-ROMs).  Only the modules the probe loads go into the initramfs, listed in
-  ``/etc/vmforge/modules`` in dependency order, worked out from the ``modules.dep`` that
+  SATA CD-ROMs).  Only the modules the probe may load go into the initramfs, listed in
+  ``/etc/vmforge/modules`` by trigger (``MODULE_GROUPS``: the init loads a group only for the
+  hardware it finds) and in dependency order, worked out from the ``modules.dep`` that
   busybox's depmod writes for the unpacked kernel.
   The kernel is stored as the uncompressed ELF ``vmlinux`` (PVH entry, :mod:`vmforge.probe.kernel`)
   when it has the PVH note, which spares TCG guests the in-guest XZ decompression.
@@ -50,31 +51,35 @@ from vmforge.resources import DataFolder, data_dir
 
 log = get_logger("probe.image")
 
-FORMAT = 4  # bump when the image layout changes without a package or script change
+FORMAT = 5  # bump when the image layout changes without a package or script change
 KERNEL_META = "linux-image-amd64"
 BUSYBOX = "busybox-static"
 AGENT = "qemu-guest-agent"
 AGENT_BINARY = "usr/sbin/qemu-ga"
-# What the probe needs from the kernel; their dependencies come from modules.dep.
-MODULES = (
-    "virtio_pci",
-    "virtio_console",
-    "virtio_blk",
-    "ahci",
-    "sr_mod",
-    "sd_mod",
-    "virtio_scsi",
-    "isofs",
-    "udf",
-    "crc32c_generic",
-    "ext4",
-    # ivshmem-doorbell interrupts in the guest (vmforge-ivshmem-peer --doorbell): the Debian
-    # kernel has no CONFIG_VFIO_NOIOMMU, so these work only with an IOMMU (intel_iommu=on).
-    "vfio_iommu_type1",
-    "vfio_pci",
-    "button",  # the ACPI power button as an input device (acpid: shutdown requests)
-    "evdev",  # /dev/input/event* for acpid
+# What the probe may need from the kernel, and when: probe-init loads a group only when its
+# trigger is present (the way udev and modprobe would, from the hardware it finds), so a probe
+# without CDs, disk or ivshmem does not pay for their drivers under TCG.  Triggers:
+# - ``always``;
+# - ``pci=VVVV:DDDD`` (vendor:device) and ``pci-class=CCSS`` (class and subclass) of a PCI device;
+# - ``scsi=T``: a SCSI device of type T (0 disk, 5 CD-ROM), known once the controllers' drivers
+#   are in (insmod returns after the drivers' probes, so the second pass sees every device);
+# - ``arg=NAME``: ``NAME=...`` on the kernel command line.
+# Dependencies come from modules.dep; each group lists its whole closure in load order.
+MODULE_GROUPS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
+    (("always",), ("virtio_pci", "virtio_console")),  # the agent's virtio-serial port
+    # The ACPI power button as an input device (acpid: shutdown requests), /dev/input/event*.
+    (("always",), ("button", "evdev")),
+    (("pci-class=0106",), ("ahci",)),  # SATA (AHCI): q35's CD-ROMs, SATA disks
+    (("pci=1af4:1001", "pci=1af4:1042"), ("virtio_blk",)),
+    (("pci=1af4:1004", "pci=1af4:1048"), ("virtio_scsi",)),
+    # ivshmem (1af4:1110) doorbell interrupts in the guest (vmforge-ivshmem-peer --doorbell): the
+    # Debian kernel has no CONFIG_VFIO_NOIOMMU, so these work only with an IOMMU (intel_iommu=on).
+    (("pci=1af4:1110",), ("vfio_iommu_type1", "vfio_pci")),
+    (("scsi=5",), ("sr_mod", "isofs", "udf")),
+    (("scsi=0",), ("sd_mod",)),
+    (("arg=vmforge.disk",), ("crc32c_generic", "ext4")),  # the probe's own disk (mke2fs, mount)
 )
+MODULES = tuple(dict.fromkeys(name for _, names in MODULE_GROUPS for name in names))
 INIT_FILES = {  # templates/probe/<name> -> path in the initramfs, mode
     "inittab": ("etc/inittab", 0o644),
     "probe-init": ("etc/vmforge/probe-init", 0o755),
@@ -93,12 +98,19 @@ PEER_PATH = "usr/bin/vmforge-ivshmem-peer"
 # - rodata=off: no read-only remap and no W+X page-table walk (CONFIG_DEBUG_WX, ~0.4 s);
 # - cryptomgr.notests: no boot-time self-tests of the built-in crypto algorithms (~0.5 s);
 # - initcall_blacklist: crypto_kdf108_init only self-tests SP800-108 KDF (~0.6-0.75 s; nothing in
-#   the probe derives keys), init_kprobe_trace only sets up kprobe tracing (~0.15 s).
+#   the probe derives keys), init_kprobe_trace only sets up kprobe tracing (~0.15 s);
+# - ipv6.disable=1: the built-in IPv6 stack stops right after registering (inet6_init, ~0.3 s);
+#   the probe has no network use (the agent talks over virtio-serial);
+# - pcie_ports=compat: PCIe ports are plain bridges, without the port services driver (hotplug,
+#   AER, PME: pcie_portdrv_init ~0.2 s with libvirt's root ports); devices behind them are
+#   found as before, and the probe hot-plugs nothing.
 # A throw-away test guest running only vmforge's init and qemu-ga loses nothing it uses.
 BOOT_SPEEDUPS = (
     "rodata=off",
     "cryptomgr.notests",
     "initcall_blacklist=crypto_kdf108_init,init_kprobe_trace",
+    "ipv6.disable=1",
+    "pcie_ports=compat",
 )
 CMDLINE = " ".join(("console=ttyS0 panic=-1 loglevel=4", *BOOT_SPEEDUPS))
 COMMAND_TIMEOUT = 600
@@ -248,7 +260,7 @@ def resolve_inputs(memo_dir: Path | None = None) -> dict[str, Any]:
     return {
         "format": FORMAT,
         **apt_facts(memo_dir),
-        "modules": list(MODULES),
+        "modules": [[list(triggers), list(names)] for triggers, names in MODULE_GROUPS],
         "init_files": {name: hashlib.sha256(data).hexdigest() for name, data in _init_files().items()},
         "cmdline": CMDLINE,
         "ivshmem_peer": _sha256(build_guest_peer()),
@@ -329,6 +341,19 @@ def load_order(deps: dict[str, list[str]], wanted: Sequence[str]) -> list[str]:
             raise VmforgeError(f"kernel module {name} is not in the kernel package", hint="is it built in, or renamed?")
         visit(path)
     return order
+
+
+def module_table(deps: dict[str, list[str]], groups: Sequence[tuple[Sequence[str], Sequence[str]]]) -> list[str]:
+    """``/etc/vmforge/modules``: a ``TRIGGER NAME PATH`` line per module and trigger, each
+    group's closure in load order (probe-init skips a module already loaded)."""
+    lines: list[str] = []
+    for triggers, names in groups:
+        closure = load_order(deps, names)
+        for trigger in triggers:
+            if not trigger or " " in trigger:
+                raise VmforgeError(f"probe module trigger {trigger!r} is not a single word")
+            lines.extend(f"{trigger} {module_name(path)} {path}" for path in closure)
+    return lines
 
 
 # -- shared libraries -------------------------------------------------------------------------
@@ -412,7 +437,7 @@ def _build(inputs: dict[str, Any], work: Path, out: Path) -> dict[str, Any]:
         add(cpio.regular(f"lib/modules/{release}/{rel}", data if enforced else strip_module_signature(data)))
     dep_lines = [f"{rel}: {' '.join(deps[rel])}" for rel in order]
     add(cpio.regular(f"lib/modules/{release}/modules.dep", ("\n".join(dep_lines) + "\n").encode()))
-    add(cpio.regular("etc/vmforge/modules", ("\n".join(order) + "\n").encode()))
+    add(cpio.regular("etc/vmforge/modules", ("\n".join(module_table(deps, MODULE_GROUPS)) + "\n").encode()))
 
     add(cpio.regular(PEER_PATH, build_guest_peer().read_bytes(), 0o755))
 

@@ -55,10 +55,11 @@ class Timeouts:
 
 
 def boot_kernel(image: ProbeImage, plan: Plan) -> Path:
-    """The kernel file to boot for ``plan``: the PVH vmlinux, except with a TPM.  QEMU 7.2's PVH
-    entry with a ``tpm-crb`` device leaves every device behind a PCIe root port inaccessible to
-    Linux 6.1 ("Unable to change power state from D3cold to D0": no agent port, no disk), which
-    the bzImage path does not; reproduced with plain QEMU, so TPM plans boot the bzImage."""
+    """The kernel file to boot for ``plan``: the PVH vmlinux, except with a TPM.  With QEMU 7.2's
+    PVH entry and a ``tpm-crb`` device Linux 6.1 reads a broken ACPI table list ("ACPI BIOS Error
+    (bug): Invalid table length 0x0 in RSDT/XSDT"): devices behind PCIe root ports stay in D3cold
+    (no agent port, no disk) and power-off only halts.  ``pcie_ports=compat`` brings the devices
+    back but not the power-off, so TPM plans boot the bzImage, whose ACPI tables are intact."""
     return image.bzimage if plan.tpm else image.kernel
 
 
