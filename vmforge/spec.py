@@ -33,6 +33,7 @@ from pydantic import (
     model_validator,
 )
 
+from vmforge.domain.cpu import split_model
 from vmforge.errors import SpecError
 from vmforge.units import format_duration, format_size, parse_duration, parse_size
 
@@ -161,7 +162,8 @@ class VmSection(Section):
     cpu: str = Field(
         "auto",
         description="CPU mode: 'auto' (host-passthrough on kvm, 'maximum' on qemu), "
-        "'host-passthrough', 'host-model', 'maximum', or a named QEMU model.",
+        "'host-passthrough', 'host-model', 'maximum', or a named QEMU model, optionally with "
+        "features the QEMU way ('Skylake-Client,+rdrand,-hle').",
     )
     firmware: Firmware = Field(
         Firmware.AUTO,
@@ -186,6 +188,12 @@ class VmSection(Section):
     def _check_name(cls, value: str) -> str:
         if not _NAME_RE.match(value):
             raise ValueError("a VM name is 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        return value
+
+    @field_validator("cpu")
+    @classmethod
+    def _check_cpu(cls, value: str) -> str:
+        split_model(value)  # ValueError names the bad flag
         return value
 
     @model_validator(mode="after")

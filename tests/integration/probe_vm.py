@@ -87,7 +87,7 @@ def boot_probe(
         qemu,
         "-accel", "tcg",
         "-M", "q35",
-        "-cpu", "qemu64",
+        "-cpu", "qemu64,+rdrand",  # as the probe transform's TCG_CPU
         "-smp", "1",
         "-m", str(memory_mb),
         "-nodefaults",

@@ -189,3 +189,20 @@ def test_hide_hypervisor_under_tcg_hides_kvm_without_enlightenments(tmp_path: Pa
     root = xml_for({"vm": {"virt_type": "qemu"}, "gpu": {"devices": ["10de:2204"], "hide_hypervisor": True}}, pci=pci)
     assert root.xpath("/domain/features/hyperv") == []
     assert one(root, "/domain/features/kvm/hidden/@state") == "on"
+
+
+def test_a_named_cpu_model_carries_features_the_qemu_way() -> None:
+    from vmforge.domain.cpu import Cpu, split_model
+
+    root = etree.Element("domain")
+    Cpu("qemu64,+rdrand,-svm", 2).element(root)
+    cpu = root.find("cpu")
+    assert cpu is not None and cpu.get("mode") == "custom" and cpu.findtext("model") == "qemu64"
+    assert [(f.get("policy"), f.get("name")) for f in cpu.findall("feature")] == [
+        ("require", "rdrand"),
+        ("disable", "svm"),
+    ]
+    assert split_model("Skylake-Client") == ("Skylake-Client", ())
+    for bad in ("qemu64,rdrand", "qemu64,+", "maximum,+rdrand"):
+        with pytest.raises(ValueError):
+            split_model(bad)

@@ -71,6 +71,7 @@ def test_the_probe_domain_boots_the_kernel_with_bios_and_keeps_the_devices() -> 
     assert root.find("os/loader") is None and root.find("os/nvram") is None
     assert root.find("features/smm") is None
     assert root.findtext("cpu/model") == "qemu64"
+    assert [(f.get("policy"), f.get("name")) for f in root.findall("cpu/feature")] == [("require", "rdrand")]
     assert root.find("devices/tpm") is not None
     assert root.find("devices/shmem[@name='vmforge-win-probe']/model").get("type") == "ivshmem-plain"
     assert [d.findtext("serial") for d in root.findall("devices/disk[@device='cdrom']")] == ["answer", "virtio-win"]

@@ -243,3 +243,10 @@ def test_starter_spec_is_valid_and_documents_every_field(tmp_path: Path) -> None
 def test_reference_docs_are_current() -> None:
     committed = (REPO / "docs" / "spec-reference.md").read_text()
     assert committed == spec_reference(), "run 'make docs' to regenerate docs/spec-reference.md"
+
+
+def test_vm_cpu_features_are_checked_when_the_spec_is_read() -> None:
+    good = parse_spec({"os": "probe", "vm": {"name": "c", "cpu": "qemu64,+rdrand"}}, label="t")
+    assert good.vm.cpu == "qemu64,+rdrand"
+    with pytest.raises(SpecError, match="rdrand"):
+        parse_spec({"os": "probe", "vm": {"name": "c", "cpu": "qemu64,rdrand"}}, label="t")

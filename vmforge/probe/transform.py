@@ -11,8 +11,10 @@ Linux kernel, or would collide with the real VM, changes:
   line names it (``vmforge.disk=vda``): the probe formats it when blank and mounts it on
   /mnt/disk, so disk-based flows have real data to check;
 - ``firmware``: BIOS (SeaBIOS), so no UEFI loader, NVRAM or secure boot (``smm`` follows);
-- ``cpu_mode``: ``qemu64`` when ``virt_type = "qemu"`` (TCG), a model every TCG build runs the
-  Debian kernel on; under KVM the spec's CPU is kept;
+- ``cpu_mode``: ``qemu64,+rdrand`` when ``virt_type = "qemu"`` (TCG), a model every TCG build
+  runs the Debian kernel on, with RDRAND (TCG emulates it from the host's random source) so the
+  kernel's random pool is seeded at boot: without it the first read of /dev/urandom (mke2fs's
+  UUID) waited ~1 s for jitter entropy; under KVM the spec's CPU is kept;
 - ``media``: the answer media CD (and virtio-win when the spec gives it) stay; the Windows
   installer ISO is not attached (the probe does not boot it and it is gigabytes to upload).
 
@@ -29,7 +31,7 @@ from vmforge.plan import DirectBoot, MediaPlan, Plan
 from vmforge.spec import Firmware, OsKind, VirtType
 
 SUFFIX = "-probe"
-TCG_CPU = "qemu64"
+TCG_CPU = "qemu64,+rdrand"
 MAX_NAME = 63
 
 
