@@ -105,7 +105,8 @@ def boot_probe(
     if disk is not None:
         argv += ["-drive", f"file={disk},if=none,id=disk0,format=raw", "-device", "virtio-blk-pci,drive=disk0"]
         extra_cmdline.append("vmforge.disk=vda")
-    extra_cmdline.append(f"vmforge.cds={0 if cdrom is None else 1}")  # as vmforge's domain XML says it
+    cds = 0 if cdrom is None else 1
+    extra_cmdline += [f"vmforge.cds={cds}", f"vmforge.sata={cds}"]  # as vmforge's domain XML says it
     argv += ["-append", image.cmdline_with(*extra_cmdline)]
     started = time.monotonic()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -67,7 +67,7 @@ def test_the_probe_domain_boots_the_kernel_with_bios_and_keeps_the_devices() -> 
     assert root.findtext("os/kernel") == str(BOOT.kernel)
     assert root.findtext("os/initrd") == str(BOOT.initrd)
     # The domain tells the probe how many CD drives to wait for (answer and virtio-win).
-    assert root.findtext("os/cmdline") == "console=ttyS0 vmforge.cds=2"
+    assert root.findtext("os/cmdline") == "console=ttyS0 vmforge.cds=2 vmforge.sata=2"
     assert root.find("os/loader") is None and root.find("os/nvram") is None
     assert root.find("features/smm") is None
     assert root.findtext("cpu/model") == "qemu64"
@@ -84,7 +84,9 @@ def test_a_probe_spec_without_media_gets_no_cd_and_an_answer_iso_is_attached_whe
     assert bare.direct_boot is not None and bare.direct_boot.cmdline == "console=ttyS0 vmforge.disk=vda"
     assert bare.media is None and media_sources(bare, Shape.POST_INSTALL) == {}
     assert probe_xml(bare).find("devices/disk[@device='cdrom']") is None
-    assert probe_xml(bare).findtext("os/cmdline") == "console=ttyS0 vmforge.disk=vda vmforge.cds=0"
+    assert probe_xml(bare).findtext("os/cmdline") == "console=ttyS0 vmforge.disk=vda vmforge.cds=0 vmforge.sata=0"
+    sata_disk = probe_plan(plan_for({**data, "disk": {"bus": "sata"}}), BOOT)
+    assert probe_xml(sata_disk).findtext("os/cmdline").endswith("vmforge.cds=0 vmforge.sata=1")  # AHCI needed
     with_answer = probe_plan(plan_for(data), BOOT, answer_iso=Path("/tmp/answer.iso"))
     assert media_sources(with_answer, Shape.POST_INSTALL) == {"answer": Path("/tmp/answer.iso")}
 

@@ -89,13 +89,15 @@ def build_domain(
 
 def _direct(plan: Plan, disks: tuple[VolumeDisk | CdromDisk, ...]) -> DirectKernel | None:
     """The directly booted kernel (the probe); its command line also says how many CD drives
-    the domain has (``vmforge.cds=N``), so the probe's init waits for exactly those drives
-    instead of waiting for the block devices to settle."""
+    and how many SATA devices in all the domain has (``vmforge.cds=N vmforge.sata=M``), so the
+    probe's init waits for exactly those drives instead of for the block devices to settle, and
+    skips the AHCI driver (whose port probing takes ~0.4 s under TCG) when nothing is on SATA."""
     boot = plan.direct_boot
     if boot is None:
         return None
     cds = sum(isinstance(disk, CdromDisk) for disk in disks)
-    return DirectKernel(str(boot.kernel), str(boot.initrd), f"{boot.cmdline} vmforge.cds={cds}")
+    sata = cds + sum(isinstance(disk, VolumeDisk) and disk.bus == "sata" for disk in disks)
+    return DirectKernel(str(boot.kernel), str(boot.initrd), f"{boot.cmdline} vmforge.cds={cds} vmforge.sata={sata}")
 
 
 def _disks(plan: Plan, shape: Shape, media: Mapping[str, VolumeRef]) -> tuple[tuple[VolumeDisk | CdromDisk, ...], bool]:
