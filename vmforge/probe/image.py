@@ -62,7 +62,7 @@ AGENT_BINARY = "usr/sbin/qemu-ga"
 # - ``always``;
 # - ``pci=VVVV:DDDD`` (vendor:device) and ``pci-class=CCSS`` (class and subclass) of a PCI device;
 # - ``scsi=T``: a SCSI device of type T (0 disk, 5 CD-ROM), known once the controllers' drivers
-#   are in (insmod returns after the drivers' probes, so the second pass sees every device);
+#   are in (modprobe returns after the drivers' probes, so the second pass sees every device);
 # - ``arg=NAME``: ``NAME=...`` on the kernel command line.
 # Dependencies come from modules.dep; each group lists its whole closure in load order.
 MODULE_GROUPS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
@@ -319,7 +319,7 @@ def module_name(path: str) -> str:
 
 
 def load_order(deps: dict[str, list[str]], wanted: Sequence[str]) -> list[str]:
-    """Module paths to insmod, each after everything it depends on."""
+    """Module paths in load order, each after everything it depends on."""
     by_name = {module_name(path): path for path in deps}
     order: list[str] = []
     visiting: set[str] = set()
