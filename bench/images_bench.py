@@ -34,36 +34,18 @@ import libvirt
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests" / "integration"))
 sys.path.insert(0, str(HERE))
 
+import pools  # noqa: E402 - tests/integration/pools.py
 from domains import bench_clone  # noqa: E402 - bench/domains.py, the one overlay benchmark
+from images_support import probe_vm_spec  # noqa: E402 - the golden-image test's probe VM spec
 
 from vmforge import paths  # noqa: E402
 
 URI = "qemu:///system"
 PREFIX = "vmft-s2i-bench-"
-SPEC = """os = "probe"
-[vm]
-name = "{name}"
-virt_type = "qemu"
-memory = "256MiB"
-vcpus = 1
-firmware = "bios"
-tpm = "on"
-[disk]
-size = "64MiB"
-pool = "{prefix}pool"
-pool_dir = "{pool_dir}"
-[network]
-type = "none"
-[display]
-vnc = false
-[ivshmem]
-enabled = false
-[timeouts]
-boot = "900s"
-agent = "900s"
-"""
+READY_S = 900.0
 
 
 class Cli:
@@ -89,22 +71,14 @@ class Cli:
 
 def write_spec(folder: Path, name: str, pool_dir: Path) -> Path:
     path = folder / f"{name}.toml"
-    path.write_text(SPEC.format(name=name, prefix=PREFIX, pool_dir=pool_dir))
+    path.write_text(probe_vm_spec(name, PREFIX + "pool", pool_dir, READY_S))
     return path
 
 
 def remove_pool(pool_name: str) -> None:
     conn = libvirt.open(URI)
     try:
-        pool = conn.storagePoolLookupByName(pool_name)
-        if pool.isActive():
-            pool.refresh(0)
-            for volume in pool.listAllVolumes(0):
-                volume.delete(0)
-            pool.destroy()
-        pool.undefine()
-    except libvirt.libvirtError:
-        pass
+        pools.remove_pool(conn, pool_name)
     finally:
         conn.close()
 

@@ -23,6 +23,35 @@ POOL = PREFIX + "pool"
 SYSTEM_URI = "qemu:///system"
 
 
+def probe_vm_spec(name: str, pool: str, pool_dir: Path, ready_s: float) -> str:
+    """The spec (TOML) of the small probe VM that golden images are made of: BIOS, TPM on (its
+    state is part of an image), a 64 MiB disk in ``pool``, no network, display or ivshmem, with
+    ``ready_s`` for boot and agent (TCG on a busy host).  The golden-image test and
+    bench/images_bench.py both build it."""
+    return f"""os = "probe"
+[vm]
+name = "{name}"
+virt_type = "qemu"
+memory = "256MiB"
+vcpus = 1
+firmware = "bios"
+tpm = "on"
+[disk]
+size = "64MiB"
+pool = "{pool}"
+pool_dir = "{pool_dir}"
+[network]
+type = "none"
+[display]
+vnc = false
+[ivshmem]
+enabled = false
+[timeouts]
+boot = "{ready_s:.0f}s"
+agent = "{ready_s:.0f}s"
+"""
+
+
 def uefi_tpm_plan(conn: Any, pool_dir: Path, name: str, **extra: Any) -> Plan:
     """A UEFI + TPM 2.0 domain through vmforge's own plan and domain builder (no OS to boot)."""
     data: dict[str, Any] = {

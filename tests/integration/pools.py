@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+
+import libvirt
 
 from vmforge.storage import lookup_pool
 
@@ -18,3 +25,22 @@ def remove_pool(conn: Any, name: str) -> None:
             volume.delete(0)
         pool.destroy()
     pool.undefine()
+
+
+@contextlib.contextmanager
+def qemu_reachable_folder(label: str, pool: str, uri: str = "qemu:///system") -> Iterator[Path]:
+    """``/var/tmp/<label>-<pid>``, mode 0755 (QEMU runs as libvirt-qemu and cannot enter pytest's
+    0700 tmp folders), for a test's pool and files; afterwards libvirt pool ``pool`` goes with
+    all its volumes, and the folder with everything in it."""
+    base = Path(f"/var/tmp/{label}-{os.getpid()}")
+    base.mkdir(mode=0o755, exist_ok=True)
+    base.chmod(0o755)
+    try:
+        yield base
+    finally:
+        conn = libvirt.open(uri)
+        try:
+            remove_pool(conn, pool)
+        finally:
+            conn.close()
+        shutil.rmtree(base, ignore_errors=True)

@@ -5,7 +5,6 @@ and there is no IOMMU: the doctor has to report both truthfully.)"""
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 
 import libvirt
 import pytest
-from pools import remove_pool
+from pools import qemu_reachable_folder
 
 from vmforge.doctor.checks_libvirt import show, version_tuple
 from vmforge.host.pci import PciHost
@@ -132,18 +131,8 @@ BOOT_POOL = "vmft-s2p-doc-pool"
 def boot_pool_dir() -> Iterator[Path]:
     """A pool folder QEMU (libvirt-qemu) can reach (not below pytest's 0700 tmp), removed with
     its libvirt pool afterwards."""
-    base = Path(f"/var/tmp/{BOOT_POOL}-{os.getpid()}")
-    base.mkdir(mode=0o755, exist_ok=True)
-    base.chmod(0o755)
-    try:
+    with qemu_reachable_folder(BOOT_POOL, BOOT_POOL) as base:
         yield base
-    finally:
-        conn = libvirt.open("qemu:///system")
-        try:
-            remove_pool(conn, BOOT_POOL)
-        finally:
-            conn.close()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.mark.parametrize("virt_type", ["kvm", "qemu"])

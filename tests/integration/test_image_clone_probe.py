@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from images_support import POOL, PREFIX, SYSTEM_URI, disk_content_sha, img_pool_dir  # noqa: F401 - fixture
+from images_support import (  # noqa: F401 - img_pool_dir is a fixture
+    POOL,
+    PREFIX,
+    SYSTEM_URI,
+    disk_content_sha,
+    img_pool_dir,
+    probe_vm_spec,
+)
 from probe_vm import MACHINE_CACHE, probe_image  # noqa: F401 - fixture
 
 from tests.conftest import REPO, Result
@@ -54,31 +61,7 @@ READY = 420.0  # boot to agent under TCG on a busy shared 2-core host
 
 
 def write_spec(path: Path, pool_dir: Path) -> Path:
-    path.write_text(
-        f"""os = "probe"
-[vm]
-name = "{GOLDEN}"
-virt_type = "qemu"
-memory = "256MiB"
-vcpus = 1
-firmware = "bios"
-tpm = "on"
-[disk]
-size = "64MiB"
-pool = "{POOL}"
-pool_dir = "{pool_dir}"
-[network]
-type = "none"
-[display]
-vnc = false
-[ivshmem]
-enabled = false
-[timeouts]
-boot = "{READY:.0f}s"
-agent = "{READY:.0f}s"
-""",
-        encoding="utf-8",
-    )
+    path.write_text(probe_vm_spec(GOLDEN, POOL, pool_dir, READY), encoding="utf-8")
     return path
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -27,7 +26,7 @@ from typing import Any
 import libvirt
 import pytest
 from libvirtd_control import restart_libvirtd
-from pools import remove_pool
+from pools import qemu_reachable_folder
 from probe_vm import MACHINE_CACHE
 
 from tests.conftest import REPO
@@ -60,18 +59,8 @@ class Kept:
 @pytest.fixture(scope="module")
 def places() -> Iterator[tuple[Path, Path]]:
     """Pool folder (QEMU runs as libvirt-qemu: not below pytest's 0700 tmp) and state folder."""
-    base = Path(f"/var/tmp/{PREFIX}faults-{os.getpid()}")
-    base.mkdir(mode=0o755)
-    base.chmod(0o755)
-    try:
+    with qemu_reachable_folder(f"{PREFIX}faults", POOL) as base:
         yield base / "pool", base / "state"
-    finally:
-        conn = connect(URI)
-        try:
-            remove_pool(conn, POOL)
-        finally:
-            conn.close()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

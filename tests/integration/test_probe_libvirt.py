@@ -15,7 +15,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from typing import Any
 
 import libvirt
 import pytest
-from pools import remove_pool
+from pools import qemu_reachable_folder
 from probe_vm import MACHINE_CACHE, probe_image  # noqa: F401 - fixture
 
 from tests.conftest import REPO
@@ -92,18 +91,8 @@ def spec_plan(conn: Any, name: str, pool_dir: Path, state: Path, **extra: Any) -
 @pytest.fixture(scope="module")
 def places() -> Iterator[tuple[Path, Path, Path]]:
     """Stage folder, pool folder (QEMU runs as libvirt-qemu: not below pytest's 0700 tmp) and state."""
-    base = Path(f"/var/tmp/{PREFIX}{os.getpid()}")
-    base.mkdir(mode=0o755)
-    base.chmod(0o755)
-    try:
+    with qemu_reachable_folder(f"{PREFIX}probe", POOL) as base:
         yield base / "stage", base / "pool", base / "state"
-    finally:
-        conn = connect(URI)
-        try:
-            remove_pool(conn, POOL)
-        finally:
-            conn.close()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
