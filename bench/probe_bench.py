@@ -53,14 +53,12 @@ sys.path[:0] = [str(REPO), str(REPO / "tests" / "integration")]
 
 from probe_vm import MACHINE_CACHE, ProbeVm, boot_probe  # noqa: E402
 
-from vmforge.domain.review import plan_on_host  # noqa: E402
 from vmforge.guest.agent import AgentTransport  # noqa: E402
 from vmforge.guest.os_linux import LinuxAdapter  # noqa: E402
 from vmforge.guest.session import Guest  # noqa: E402
 from vmforge.guest.transport import GuestError  # noqa: E402
-from vmforge.libvirt_conn import connect  # noqa: E402
 from vmforge.probe.image import ProbeImage, ensure_probe_image  # noqa: E402
-from vmforge.probe.run import run_probe  # noqa: E402
+from vmforge.probe.run import probe_spec  # noqa: E402
 from vmforge.probe.specs import BUILTIN_SPECS  # noqa: E402
 from vmforge.spec import Overrides, load_spec  # noqa: E402
 from vmforge.ui import Reporter  # noqa: E402
@@ -137,11 +135,7 @@ def copy_throughput(image: ProbeImage, work: Path, mb: int) -> dict[str, float]:
 def vmforge_probe_boot(image: ProbeImage) -> dict[str, Any]:
     """One ``vmforge probe --builtin probe-demo --set vm.name=vmforge-bench`` through the library."""
     spec, _source = load_spec(BUILTIN_SPECS["probe-demo"], Overrides(["vm.name=vmforge-bench"]))
-    conn = connect(spec.vm.connect)
-    try:
-        report = run_probe(conn, plan_on_host(conn, spec), image, reporter=Reporter(quiet=True))
-    finally:
-        conn.close()
+    report = probe_spec(spec, image, reporter=Reporter(quiet=True))
     if not report.ok:
         raise SystemExit(f"vmforge probe failed: {report.problems}")
     marks = {phase["phase"]: phase["t"] for phase in report.phases}  # seconds after probe-init

@@ -25,6 +25,7 @@ from vmforge.guest.agent_channel import UnixSocketChannel
 from vmforge.guest.console import follow_log_file
 from vmforge.media.phases import PhaseEvent, PhaseReader
 from vmforge.probe.image import ProbeImage, ensure_probe_image
+from vmforge.probe.transform import TCG_CPU
 
 # The probe image is cached per machine, not per test: the suite downloads the Debian packages
 # once.  Read now, before the autouse fixture points XDG_CACHE_HOME at a per-test folder.
@@ -87,7 +88,7 @@ def boot_probe(
         qemu,
         "-accel", "tcg",
         "-M", "q35",
-        "-cpu", "qemu64,+rdrand",  # as the probe transform's TCG_CPU
+        "-cpu", TCG_CPU,  # the probe transform's CPU under TCG
         "-smp", "1",
         "-m", str(memory_mb),
         "-nodefaults",

@@ -7,11 +7,9 @@ from pathlib import Path
 import click
 
 from vmforge.cli.common import echo, json_option, print_json, spec_options
-from vmforge.domain.review import plan_on_host
 from vmforge.errors import UsageError
-from vmforge.libvirt_conn import connect
 from vmforge.probe.image import ensure_probe_image
-from vmforge.probe.run import run_probe
+from vmforge.probe.run import probe_spec
 from vmforge.probe.specs import BUILTIN_SPECS, recorded_spec
 from vmforge.spec import Overrides, load_spec
 from vmforge.ui import Reporter
@@ -65,12 +63,7 @@ def probe(  # noqa: PLR0917 - click passes the options
     reporter = Reporter()
     with reporter.step("Building or reusing the probe image"):
         image = ensure_probe_image()
-    conn = connect(spec.vm.connect)
-    try:
-        plan = plan_on_host(conn, spec)
-        report = run_probe(conn, plan, image, reporter=reporter, answer_iso=answer_iso, keep=keep)
-    finally:
-        conn.close()
+    report = probe_spec(spec, image, reporter=reporter, answer_iso=answer_iso, keep=keep)
     if as_json:
         print_json(report.to_data())
     else:

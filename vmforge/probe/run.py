@@ -22,6 +22,7 @@ from typing import Any
 
 from vmforge.domain.destroy import destroy_vm
 from vmforge.domain.lifecycle import provision, start
+from vmforge.domain.review import plan_on_host
 from vmforge.domain.shapes import Shape
 from vmforge.errors import VmforgeError
 from vmforge.guest.agent import AgentTransport
@@ -37,6 +38,7 @@ from vmforge.plan import DirectBoot, Plan, is_local_uri
 from vmforge.probe.image import PEER_PATH, ProbeImage
 from vmforge.probe.report import IVSHMEM_ID, GuestFacts, ProbeReport, parse_report
 from vmforge.probe.transform import probe_plan
+from vmforge.spec import Spec
 from vmforge.state import VmDir
 from vmforge.storage import check_qemu_can_reach
 from vmforge.ui import Reporter
@@ -135,6 +137,23 @@ def run_probe(
             )
     report.removed = not keep
     return report
+
+
+def probe_spec(
+    spec: Spec,
+    image: ProbeImage,
+    *,
+    reporter: Reporter,
+    answer_iso: Path | None = None,
+    keep: bool = False,
+) -> ProbeReport:
+    """:func:`run_probe` for ``spec`` on its own libvirt host (``vm.connect``): the plan is
+    resolved with that host's facts; the connection is closed afterwards."""
+    conn = connect(spec.vm.connect)
+    try:
+        return run_probe(conn, plan_on_host(conn, spec), image, reporter=reporter, answer_iso=answer_iso, keep=keep)
+    finally:
+        conn.close()
 
 
 def _boot_and_report(
